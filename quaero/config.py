@@ -1,0 +1,260 @@
+"""Configuration: `config.toml` read with tomllib into frozen dataclasses.
+
+Every key has a default here; `QUAERO_<SECTION>_<KEY>` environment variables override the
+file (e.g. `QUAERO_QUEUE_NUM_WORKERS=8`). Unknown keys and wrong types are refused with a
+message that names the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The web server: where it listens and who may use it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8085
+    api_token: str = ""
+    threads: int = 8
+    max_body_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The Huey queue and the worker pool that consumes it."""
+
+    backend: str = "sqlite"
+    path: str = "data/queue.db"
+    url: str = "redis://127.0.0.1:6379/0"
+    name: str = "quaero"
+    num_workers: int = 5
+    worker_type: str = "thread"
+    poll_interval: float = 0.1
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """The metadata store of jobs and logs."""
+
+    url: str = "sqlite:///data/quaero.db"
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """Retries, leases and retention of jobs."""
+
+    max_attempts: int = 3
+    lease_seconds: float = 30.0
+    retry_base_seconds: float = 1.0
+    retention_days: float = 30.0
+    reaper_interval: float = 5.0
+    shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True)
+class CrawlerConfig:
+    """Limits and manners of the `crawler` executor."""
+
+    user_agent: str = "quaero"
+    timeout: float = 10.0
+    max_bytes: int = 5_000_000
+    max_pages: int = 1000
+    max_depth: int = 10
+    respect_robots: bool = True
+    allow_private_networks: bool = False
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Process logging (what operators read, not the per-job logs)."""
+
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; `base_dir` is the folder relative paths start from."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    crawler: CrawlerConfig = field(default_factory=CrawlerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def resolve_path(self, path: str) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def queue_path(self) -> Path:
+        """Absolute path of the SQLite queue file."""
+        return self.resolve_path(self.queue.path)
+
+    @property
+    def database_url(self) -> str:
+        """The metadata database URL with a relative SQLite path made absolute."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix) :]
+            if rest != ":memory:":
+                return prefix + str(self.resolve_path(rest))
+        return url
+
+
+SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(Config)[f.name]
+    for f in dataclasses.fields(Config)
+    if f.name != "base_dir"
+}
+
+CHOICES = {
+    ("queue", "backend"): ("sqlite", "redis"),
+    ("queue", "worker_type"): ("thread", "process"),
+    ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+MINIMUMS = {
+    ("server", "port"): 1,
+    ("server", "threads"): 1,
+    ("server", "max_body_bytes"): 1024,
+    ("queue", "num_workers"): 1,
+    ("queue", "poll_interval"): 0.001,
+    ("jobs", "max_attempts"): 1,
+    ("jobs", "lease_seconds"): 1,
+    ("jobs", "retry_base_seconds"): 0,
+    ("jobs", "retention_days"): 0,
+    ("jobs", "reaper_interval"): 0.1,
+    ("jobs", "shutdown_grace"): 0,
+    ("crawler", "timeout"): 0.1,
+    ("crawler", "max_bytes"): 1,
+    ("crawler", "max_pages"): 1,
+    ("crawler", "max_depth"): 0,
+}
+
+
+def _coerce(name: str, kind: type, value: object) -> object:
+    """Check one value against its declared type; ints are accepted for floats."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parse_env(name: str, kind: type, text: str) -> object:
+    """Turn an environment variable's text into the key's type."""
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {text!r}") from None
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, object]]:
+    """Collect `QUAERO_<SECTION>_<KEY>` variables as raw strings, by section."""
+    found: dict[str, dict[str, object]] = {}
+    for var, text in environ.items():
+        if not var.startswith("QUAERO_") or var == "QUAERO_CONFIG":
+            continue
+        rest = var[len("QUAERO_") :].lower()
+        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            raise ConfigError(f"environment variable {var}: no such config section")
+        found.setdefault(section, {})[rest[len(section) + 1 :]] = text
+    return found
+
+
+def build(
+    data: dict[str, object],
+    base_dir: Path | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a parsed TOML document (plus environment overrides) into a Config."""
+    environ = os.environ if environ is None else environ
+    env = _env_overrides(environ)
+    sections: dict[str, object] = {}
+    for section in data:
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"[{section}] must be a table")
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        given = dict(data.get(section, {}))  # type: ignore[arg-type]
+        for key, value in given.items():
+            if key not in hints:
+                raise ConfigError(
+                    f"unknown key {section}.{key} (known: {', '.join(hints)})"
+                )
+            values[key] = _coerce(f"{section}.{key}", hints[key], value)
+        for key, text in env.get(section, {}).items():
+            if key not in hints:
+                raise ConfigError(f"environment override: unknown key {section}.{key}")
+            values[key] = _parse_env(f"{section}.{key}", hints[key], str(text))
+        for key, value in values.items():
+            choices = CHOICES.get((section, key))
+            if choices and value not in choices:
+                raise ConfigError(f"{section}.{key}: {value!r} is not one of {', '.join(choices)}")
+            minimum = MINIMUMS.get((section, key))
+            if minimum is not None and value < minimum:  # type: ignore[operator]
+                raise ConfigError(f"{section}.{key}: {value!r} is below the minimum {minimum}")
+        sections[section] = cls(**values)
+    return Config(base_dir=base_dir or Path.cwd(), **sections)  # type: ignore[arg-type]
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the config file (if any) and environment overrides into a Config.
+
+    With no path, `$QUAERO_CONFIG` or `./config.toml` is used when it exists; otherwise
+    the defaults apply, relative to the current folder.
+    """
+    if path is None:
+        path = os.environ.get("QUAERO_CONFIG") or "config.toml"
+        if not Path(path).exists():
+            return build({})
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return build(data, base_dir=p.resolve().parent)
+
+
+def replace(config: Config, **sections: dict[str, object]) -> Config:
+    """A copy of `config` with some keys changed, e.g. replace(c, queue={"num_workers": 2})."""
+    changes = {
+        name: dataclasses.replace(getattr(config, name), **values)
+        for name, values in sections.items()
+    }
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,150 @@
+"""Executors: the code that does a job's work, registered by `type` name.
+
+An executor acts only through the `JobContext` it is given: it logs, reports progress,
+spawns children, checks for cancellation and returns a JSON-able result. Raising fails
+the attempt (retried per `max_attempts`); raising `PermanentError` fails it for good.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from quaero.config import Config
+    from quaero.jobs import JobManager
+    from quaero.models import Job
+
+
+class PermanentError(Exception):
+    """An error that retrying cannot fix (bad input, 404): the job fails without retries."""
+
+
+class JobCancelled(Exception):
+    """Raised by `JobContext.raise_if_cancelled` so an executor can stop at once."""
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """A child job to create: its type, payload and optional de-duplication key.
+
+    Within one tree (one root), two children with the same `dedup_key` are never both
+    created: the database enforces it with a unique index.
+    """
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    dedup_key: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+
+
+class Executor:
+    """Base class of executors. Subclasses set `type` and implement `run`."""
+
+    type: ClassVar[str] = ""
+    #: pydantic model that validates the payload when a job is submitted (None: any dict).
+    payload_model: ClassVar[type[BaseModel] | None] = None
+    #: False for types that only other executors create (e.g. the crawler's pages).
+    public: ClassVar[bool] = True
+
+    def run(self, ctx: JobContext) -> dict[str, Any] | None:
+        """Do the job's own work and return its result."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Executor]] = {}
+
+
+def register(cls: type[Executor]) -> type[Executor]:
+    """Class decorator: make an executor available under its `type` name."""
+    if not cls.type:
+        raise ValueError(f"{cls.__name__} has no `type` name; set the class attribute")
+    existing = REGISTRY.get(cls.type)
+    if existing is not None and existing is not cls:
+        raise ValueError(
+            f"executor type {cls.type!r} is already registered by "
+            f"{existing.__module__}.{existing.__name__}; choose another name"
+        )
+    REGISTRY[cls.type] = cls
+    return cls
+
+
+def get_executor(type_name: str) -> type[Executor]:
+    """The executor class registered under `type_name` (KeyError if none)."""
+    return REGISTRY[type_name]
+
+
+def public_types() -> list[str]:
+    """Names of the executor types a user may submit."""
+    return sorted(name for name, cls in REGISTRY.items() if cls.public)
+
+
+class JobContext:
+    """What an executor may do with its job; every write goes through the JobManager."""
+
+    #: The cancellation check reads the database at most this often (seconds).
+    cancel_check_interval = 0.25
+
+    def __init__(self, manager: JobManager, job: Job, config: Config) -> None:
+        self.manager = manager
+        self.job = job
+        self.config = config
+        self._cancel_checked_at = 0.0
+        self._cancelled = False
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The job's payload (validated at submit time)."""
+        return self.job.payload_data
+
+    def log(self, level: str, message: str) -> None:
+        """Append a line to the job's log (level: debug, info, warning, error)."""
+        self.manager.log(self.job.id, level, message)
+
+    def debug(self, message: str) -> None:
+        """Log at debug level."""
+        self.log("debug", message)
+
+    def info(self, message: str) -> None:
+        """Log at info level."""
+        self.log("info", message)
+
+    def warning(self, message: str) -> None:
+        """Log at warning level."""
+        self.log("warning", message)
+
+    def error(self, message: str) -> None:
+        """Log at error level."""
+        self.log("error", message)
+
+    def progress(self, fraction: float) -> None:
+        """Report the job's own progress, 0..1."""
+        self.manager.set_progress(self.job.id, fraction)
+
+    def spawn(self, children: list[ChildSpec], root_limit: int | None = None) -> list[int]:
+        """Create child jobs in one transaction and enqueue them; returns the new ids.
+
+        Children whose `dedup_key` already exists in this tree are skipped. With
+        `root_limit`, no more are created than keep the tree's descendants ≤ the limit.
+        """
+        return self.manager.spawn_children(self.job, children, root_limit=root_limit)
+
+    def cancelled(self) -> bool:
+        """True once the job (or an ancestor) was cancelled; cheap to call often."""
+        if self._cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._cancel_checked_at >= self.cancel_check_interval:
+            self._cancel_checked_at = now
+            self._cancelled = self.manager.is_cancelled(self.job.id)
+        return self._cancelled
+
+    def raise_if_cancelled(self) -> None:
+        """Raise JobCancelled if the job was cancelled."""
+        if self.cancelled():
+            raise JobCancelled(f"job {self.job.id} was cancelled")

@@ -1,0 +1,88 @@
+"""Small built-in executors: `noop`, `sleep` and `fanout` (tests, benchmarks, demos)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quaero.executors.base import ChildSpec, Executor, JobContext, PermanentError, register
+
+
+class NoopPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+@register
+class NoopExecutor(Executor):
+    """Does nothing and completes: the cheapest possible job."""
+
+    type = "noop"
+    payload_model = NoopPayload
+
+    def run(self, ctx: JobContext) -> dict[str, Any] | None:
+        return None
+
+
+class SleepPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(1.0, ge=0, le=3600)
+    steps: int = Field(1, ge=1, le=1000, description="progress reports (and log lines)")
+    fail: Literal["", "transient", "permanent"] = ""
+    fail_attempts: int = Field(0, ge=0, description="fail only the first N attempts")
+
+
+@register
+class SleepExecutor(Executor):
+    """Sleeps, reporting progress and logging as it goes; can fail on purpose."""
+
+    type = "sleep"
+    payload_model = SleepPayload
+
+    def run(self, ctx: JobContext) -> dict[str, Any] | None:
+        p = SleepPayload.model_validate(ctx.payload)
+        for step in range(p.steps):
+            ctx.raise_if_cancelled()
+            time.sleep(p.seconds / p.steps)
+            ctx.progress((step + 1) / p.steps)
+            ctx.info(f"step {step + 1}/{p.steps}")
+        failing = p.fail and (not p.fail_attempts or ctx.job.attempts <= p.fail_attempts)
+        if failing and p.fail == "permanent":
+            raise PermanentError("asked to fail permanently")
+        if failing:
+            raise RuntimeError(f"asked to fail (attempt {ctx.job.attempts})")
+        return {"slept": p.seconds}
+
+
+class FanoutPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    children: int = Field(10, ge=0, le=100_000)
+    child_type: str = "noop"
+    child_payload: dict[str, Any] = Field(default_factory=dict)
+    batch: int = Field(1000, ge=1, le=10_000)
+
+
+@register
+class FanoutExecutor(Executor):
+    """Spawns `children` jobs of `child_type` in batches: a tree in one call."""
+
+    type = "fanout"
+    payload_model = FanoutPayload
+
+    def run(self, ctx: JobContext) -> dict[str, Any] | None:
+        p = FanoutPayload.model_validate(ctx.payload)
+        spawned = 0
+        while spawned < p.children:
+            ctx.raise_if_cancelled()
+            n = min(p.batch, p.children - spawned)
+            specs = [
+                ChildSpec(p.child_type, p.child_payload, name=f"{p.child_type} {spawned + i}")
+                for i in range(n)
+            ]
+            spawned += len(ctx.spawn(specs))
+            ctx.progress(spawned / p.children)
+        ctx.info(f"spawned {spawned} {p.child_type} jobs")
+        return {"spawned": spawned}

@@ -1,0 +1,616 @@
+"""JobManager: the only writer of `jobs` and `job_logs`.
+
+Every status change is a named transition here, guarded in SQL so that it happens at
+most once (`pending → running` only from pending, completion only by the lease holder).
+Descendant counters (`n_pending` … `n_cancelled`) of every ancestor move in the same
+transaction as the change, so a page of roots reads its counts and progress for free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import peewee
+
+from quaero.config import Config
+from quaero.db import dialect
+from quaero.errors import Conflict, NotFound
+from quaero.executors.base import ChildSpec
+from quaero.models import LOG_LEVELS, UNFINISHED, Job, JobLog, JobStatus, Worker
+from quaero.queue import JobQueue
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+COUNTER = {
+    "pending": Job.n_pending,
+    "running": Job.n_running,
+    "completed": Job.n_completed,
+    "failed": Job.n_failed,
+    "cancelled": Job.n_cancelled,
+}
+MAX_LOG_MESSAGE = 10_000
+INSERT_CHUNK = 500
+RETRYABLE_DB_ERRORS = ("database is locked", "deadlock detected", "could not serialize")
+
+
+def new_worker_id() -> str:
+    """A worker id that names its host and process: `host:pid:random`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+
+
+class JobManager:
+    """Creates jobs, moves them through their states, and records their logs."""
+
+    def __init__(self, db: peewee.Database, queue: JobQueue, config: Config) -> None:
+        self.db = db
+        self.queue = queue
+        self.config = config
+        self.is_postgres = dialect(db) == "postgresql"
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def transaction(self, fn: Callable[[], T], attempts: int = 5) -> T:
+        """Run `fn` in one write transaction, retrying on lock timeouts and deadlocks."""
+        for attempt in range(attempts):
+            try:
+                with self.db.atomic():
+                    return fn()
+            except peewee.OperationalError as exc:
+                if attempt == attempts - 1 or not any(
+                    m in str(exc) for m in RETRYABLE_DB_ERRORS
+                ):
+                    raise
+                logger.warning("transaction retried after: %s", exc)
+                time.sleep(0.05 * (attempt + 1) * random.random())
+        raise AssertionError("unreachable")
+
+    def _shift(self, ids: Iterable[int], changes: dict[str, int]) -> None:
+        """Add `changes` (status → delta) to the descendant counters of jobs `ids`."""
+        ids = list(ids)
+        changes = {k: v for k, v in changes.items() if v}
+        if not ids or not changes:
+            return
+        update = {COUNTER[status]: COUNTER[status] + delta for status, delta in changes.items()}
+        Job.update(update).where(Job.id.in_(ids)).execute()
+
+    def _settle(self, job_id: int | None, now: float) -> None:
+        """Finish ancestors whose own work is done and whose descendants all finished."""
+        while job_id is not None:
+            row = (
+                Job.select(Job.id, Job.parent_id, Job.path, Job.status, Job.outcome)
+                .where(
+                    Job.id == job_id,
+                    Job.status == "running",
+                    Job.outcome.is_null(False),
+                    (Job.n_pending + Job.n_running) == 0,
+                )
+                .first()
+            )
+            if row is None:
+                return
+            changed = (
+                Job.update(status=row.outcome, finished_at=now, updated_at=now)
+                .where(Job.id == job_id, Job.status == "running")
+                .execute()
+            )
+            if not changed:
+                return
+            self._shift(row.ancestor_ids, {"running": -1, row.outcome: 1})
+            job_id = row.parent_id
+
+    def _log_rows(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            JobLog.insert_many(rows).execute()
+
+    @staticmethod
+    def _log_row(job_id: int, level: str, message: str, now: float) -> dict[str, Any]:
+        if level not in LOG_LEVELS:
+            level = "info"
+        return {
+            "job_id": job_id,
+            "level": level,
+            "message": str(message)[:MAX_LOG_MESSAGE],
+            "created_at": now,
+        }
+
+    # -- creating -------------------------------------------------------------------
+
+    def create_root(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        name: str | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> Job:
+        """Create a root job and put it on the queue."""
+        now = time.time()
+
+        def insert() -> Job:
+            job = Job.create(
+                root_id=0,
+                path="/",
+                depth=0,
+                type=type,
+                name=name or "",
+                status="pending",
+                payload=json.dumps(payload),
+                max_attempts=max_attempts or self.config.jobs.max_attempts,
+                priority=priority,
+                timeout=timeout,
+                created_at=now,
+                updated_at=now,
+            )
+            Job.update(root_id=job.id).where(Job.id == job.id).execute()
+            job.root_id = job.id
+            JobLog.insert(self._log_row(job.id, "info", f"{type} job submitted", now)).execute()
+            return job
+
+        job = self.transaction(insert)
+        self.queue.enqueue([(job.id, priority)])
+        return job
+
+    def spawn_children(
+        self, parent: Job, specs: list[ChildSpec], root_limit: int | None = None
+    ) -> list[int]:
+        """Create children of `parent` in one transaction, then enqueue them.
+
+        Specs whose `dedup_key` already exists in the tree are skipped (a unique index
+        decides, so concurrent spawners agree); with `root_limit` the tree never grows
+        past that many descendants of the root.
+        """
+        if not specs:
+            return []
+        now = time.time()
+        path = parent.descendant_prefix
+
+        def insert() -> list[int]:
+            todo = specs
+            if root_limit is not None:
+                root = Job.select(*COUNTER.values()).where(Job.id == parent.root_id)
+                if self.is_postgres:
+                    root = root.for_update()
+                root = root.first()
+                remaining = root_limit - (root.counts["total"] if root else 0)
+                todo = specs[: max(0, remaining)]
+            rows = [
+                {
+                    "parent_id": parent.id,
+                    "root_id": parent.root_id,
+                    "path": path,
+                    "depth": parent.depth + 1,
+                    "type": spec.type,
+                    "name": spec.name or "",
+                    "status": "pending",
+                    "payload": json.dumps(spec.payload),
+                    "dedup_key": spec.dedup_key,
+                    "max_attempts": spec.max_attempts or self.config.jobs.max_attempts,
+                    "priority": parent.priority if spec.priority is None else spec.priority,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for spec in todo
+            ]
+            ids: list[int] = []
+            for start in range(0, len(rows), INSERT_CHUNK):
+                query = (
+                    Job.insert_many(rows[start : start + INSERT_CHUNK])
+                    .on_conflict_ignore()
+                    .returning(Job.id, Job.priority)
+                    .tuples()
+                )
+                ids.extend(query.execute())
+            self._shift(parent.ancestor_ids + [parent.id], {"pending": len(ids)})
+            return ids
+
+        created = self.transaction(insert)
+        self.queue.enqueue(created)
+        return [job_id for job_id, _ in created]
+
+    # -- running --------------------------------------------------------------------
+
+    def claim(self, job_id: int, worker_id: str) -> Job | None:
+        """Atomically move a job `pending → running` for a worker; None if it is not
+        pending (a duplicate message, a cancelled or paused job, a retry not yet due)."""
+        now = time.time()
+        lease = now + self.config.jobs.lease_seconds
+
+        def update() -> Job | None:
+            changed = (
+                Job.update(
+                    status="running",
+                    attempts=Job.attempts + 1,
+                    started_at=now,
+                    updated_at=now,
+                    worker_id=worker_id,
+                    lease_expires_at=lease,
+                    run_after=None,
+                )
+                .where(
+                    Job.id == job_id,
+                    Job.status == "pending",
+                    Job.paused == False,  # noqa: E712 (SQL, not Python)
+                    (Job.run_after.is_null()) | (Job.run_after <= now + 0.5),
+                )
+                .execute()
+            )
+            if not changed:
+                return None
+            job = Job.get_by_id(job_id)
+            self._shift(job.ancestor_ids, {"pending": -1, "running": 1})
+            return job
+
+        return self.transaction(update)
+
+    def complete(self, job: Job, worker_id: str, result: Any) -> bool:
+        """The job's own work succeeded; it finishes now or when its descendants do."""
+        return self._finish_own_work(job, worker_id, "completed", result=result)
+
+    def fail(
+        self, job: Job, worker_id: str, error: str, traceback: str | None, permanent: bool
+    ) -> str:
+        """The job's own work raised: retry with back-off, or fail for good.
+
+        Returns the job's new status ('pending' for a retry, 'failed'), or '' when the
+        job was no longer this worker's (cancelled or taken over meanwhile).
+        """
+        if permanent or job.attempts >= job.max_attempts:
+            done = self._finish_own_work(
+                job, worker_id, "failed", error=error, traceback=traceback,
+                message=f"failed (attempt {job.attempts}/{job.max_attempts}): {error}",
+            )
+            return "failed" if done else ""
+        delay = self.retry_delay(job.attempts)
+        now = time.time()
+
+        def update() -> bool:
+            changed = (
+                Job.update(
+                    status="pending",
+                    run_after=now + delay,
+                    error=error,
+                    traceback=traceback,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
+                .execute()
+            )
+            if changed:
+                self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
+                message = (
+                    f"attempt {job.attempts}/{job.max_attempts} failed: {error}; "
+                    f"retrying in {delay:.1f}s"
+                )
+                self._log_rows([self._log_row(job.id, "warning", message, now)])
+            return bool(changed)
+
+        if not self.transaction(update):
+            return ""
+        self.queue.enqueue_later(job.id, job.priority, delay)
+        return "pending"
+
+    def retry_delay(self, attempts: int) -> float:
+        """Exponential back-off with jitter: base × 2^(attempts-1) × [0.5, 1.5)."""
+        base = self.config.jobs.retry_base_seconds
+        return base * (2 ** max(0, attempts - 1)) * (0.5 + random.random())
+
+    def _finish_own_work(
+        self,
+        job: Job,
+        worker_id: str,
+        outcome: str,
+        result: Any = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        message: str | None = None,
+    ) -> bool:
+        now = time.time()
+        no_open_descendants = (Job.n_pending + Job.n_running) == 0
+
+        def update() -> bool:
+            rows = list(
+                Job.update(
+                    outcome=outcome,
+                    status=peewee.Case(None, [(no_open_descendants, outcome)], "running"),
+                    finished_at=peewee.Case(None, [(no_open_descendants, now)], None),
+                    result=json.dumps(result) if result is not None else None,
+                    error=error,
+                    traceback=traceback,
+                    progress=1.0 if outcome == "completed" else Job.progress,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
+                .returning(Job.status)
+                .tuples()
+                .execute()
+            )
+            if not rows:
+                return False
+            if message:
+                level = "error" if outcome == "failed" else "info"
+                self._log_rows([self._log_row(job.id, level, message, now)])
+            if rows[0][0] == outcome:
+                self._shift(job.ancestor_ids, {"running": -1, outcome: 1})
+                self._settle(job.parent_id, now)
+            return True
+
+        return self.transaction(update)
+
+    # -- user actions -----------------------------------------------------------------
+
+    def get_or_404(self, job_id: int) -> Job:
+        """The job, or NotFound."""
+        job = Job.get_or_none(Job.id == job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    def _subtree(self, job: Job) -> peewee.Expression:
+        return (Job.root_id == job.root_id) & (
+            (Job.id == job.id) | Job.path.startswith(job.descendant_prefix)
+        )
+
+    def cancel_tree(self, job_id: int) -> Job:
+        """Cancel a job and every unfinished descendant; running ones see it via their
+        context and stop, pending ones never start."""
+        now = time.time()
+
+        def update() -> Job:
+            job = self.get_or_404(job_id)
+            if job.status not in UNFINISHED:
+                raise Conflict(f"job {job_id} is {job.status}; only pending or running jobs can be cancelled")
+            subtree = self._subtree(job)
+            before = dict(
+                Job.select(Job.status, peewee.fn.COUNT(Job.id))
+                .where(subtree, Job.status.in_(UNFINISHED))
+                .group_by(Job.status)
+                .tuples()
+            )
+            (
+                Job.update(
+                    status="cancelled",
+                    finished_at=now,
+                    updated_at=now,
+                    worker_id=None,
+                    lease_expires_at=None,
+                )
+                .where(subtree, Job.status.in_(UNFINISHED))
+                .execute()
+            )
+            self._recount_descendants(job)
+            moved = before.get("pending", 0) + before.get("running", 0)
+            self._shift(
+                job.ancestor_ids,
+                {
+                    "pending": -before.get("pending", 0),
+                    "running": -before.get("running", 0),
+                    "cancelled": moved,
+                },
+            )
+            self._log_rows([self._log_row(job.id, "warning", f"cancelled ({moved} jobs)", now)])
+            self._settle(job.parent_id, now)
+            return Job.get_by_id(job_id)
+
+        return self.transaction(update)
+
+    def _recount_descendants(self, job: Job) -> None:
+        """Recompute the counters of `job` and its descendants from their rows."""
+        prefix = job.descendant_prefix
+        counts: dict[int, dict[str, int]] = {job.id: dict.fromkeys(COUNTER, 0)}
+        query = (
+            Job.select(Job.id, Job.path, Job.status)
+            .where(Job.root_id == job.root_id, Job.path.startswith(prefix))
+            .tuples()
+        )
+        for _, path, status in query.iterator():
+            below = [int(p) for p in path[len(job.path) :].strip("/").split("/") if p]
+            for ancestor in below:
+                counts.setdefault(ancestor, dict.fromkeys(COUNTER, 0))[status] += 1
+        for node_id, by_status in counts.items():
+            Job.update({COUNTER[s]: n for s, n in by_status.items()}).where(
+                Job.id == node_id
+            ).execute()
+
+    def delete_tree(self, job_id: int) -> int:
+        """Delete a finished job, its descendants and their logs; returns jobs deleted."""
+
+        def delete() -> int:
+            job = self.get_or_404(job_id)
+            if job.status in UNFINISHED:
+                raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting")
+            subtree = self._subtree(job)
+            by_status = dict(
+                Job.select(Job.status, peewee.fn.COUNT(Job.id))
+                .where(subtree)
+                .group_by(Job.status)
+                .tuples()
+            )
+            self._shift(job.ancestor_ids, {s: -n for s, n in by_status.items()})
+            ids = Job.select(Job.id).where(subtree)
+            JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
+            return Job.delete().where(subtree).execute()
+
+        return self.transaction(delete)
+
+    # -- what executors report ---------------------------------------------------------
+
+    def log(self, job_id: int, level: str, message: str) -> None:
+        """Append one line to a job's log."""
+        JobLog.insert(self._log_row(job_id, level, message, time.time())).execute()
+
+    def set_progress(self, job_id: int, fraction: float) -> None:
+        """Record a job's own progress (0..1)."""
+        fraction = max(0.0, min(1.0, float(fraction)))
+        Job.update(progress=fraction, updated_at=time.time()).where(Job.id == job_id).execute()
+
+    def is_cancelled(self, job_id: int) -> bool:
+        """True when the job was cancelled (or deleted)."""
+        row = Job.select(Job.status).where(Job.id == job_id).first()
+        return row is None or row.status == JobStatus.CANCELLED.value
+
+    # -- workers, leases and recovery ---------------------------------------------------
+
+    def register_worker(self, worker_id: str, threads: int) -> None:
+        """Record a worker process as alive."""
+        now = time.time()
+        row = {
+            "id": worker_id,
+            "hostname": worker_id.split(":")[0],
+            "pid": os.getpid(),
+            "threads": threads,
+            "started_at": now,
+            "last_heartbeat": now,
+        }
+        Worker.insert(row).on_conflict(
+            conflict_target=[Worker.id],
+            update={Worker.last_heartbeat: now, Worker.stopped_at: None},
+        ).execute()
+
+    def heartbeat(self, worker_id: str) -> int:
+        """Renew the leases of all jobs this worker runs (one statement); returns how many."""
+        now = time.time()
+
+        def update() -> int:
+            Worker.update(last_heartbeat=now).where(Worker.id == worker_id).execute()
+            return (
+                Job.update(lease_expires_at=now + self.config.jobs.lease_seconds)
+                .where(Job.status == "running", Job.worker_id == worker_id)
+                .execute()
+            )
+
+        return self.transaction(update)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Mark a worker as stopped."""
+        Worker.update(stopped_at=time.time()).where(Worker.id == worker_id).execute()
+
+    def release_worker_jobs(self, worker_id: str) -> int:
+        """Hand back the jobs a stopping worker still holds: pending again, no lease."""
+        now = time.time()
+
+        def update() -> list[Job]:
+            held = list(Job.select().where(Job.status == "running", Job.worker_id == worker_id))
+            released = []
+            for job in held:
+                changed = (
+                    Job.update(status="pending", worker_id=None, lease_expires_at=None,
+                               attempts=Job.attempts - 1, updated_at=now)
+                    .where(Job.id == job.id, Job.status == "running",
+                           Job.worker_id == worker_id)
+                    .execute()
+                )
+                if changed:
+                    self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
+                    released.append(job)
+            self._log_rows([
+                self._log_row(job.id, "warning", "worker stopped; the job runs again", now)
+                for job in released
+            ])
+            return released
+
+        released = self.transaction(update)
+        self.queue.enqueue([(job.id, job.priority) for job in released])
+        return len(released)
+
+    def expire_dead_local_leases(self) -> int:
+        """Expire at once the leases of workers on this host whose process is gone."""
+        host = socket.gethostname()
+        holders = (
+            Job.select(Job.worker_id)
+            .where(Job.status == "running", Job.worker_id.startswith(f"{host}:"))
+            .distinct()
+            .tuples()
+        )
+        dead = [w for (w,) in holders if not _pid_alive(int(w.split(":")[1]))]
+        if not dead:
+            return 0
+        return (
+            Job.update(lease_expires_at=0)
+            .where(Job.status == "running", Job.worker_id.in_(dead))
+            .execute()
+        )
+
+    def reap_expired_leases(self, limit: int = 500) -> int:
+        """Put running jobs whose lease expired back on the queue (or fail them after
+        `max_attempts`); safe when several reapers run at once."""
+        now = time.time()
+        expired = list(
+            Job.select()
+            .where(Job.status == "running", Job.lease_expires_at < now)
+            .limit(limit)
+        )
+        requeue: list[tuple[int, int]] = []
+        for job in expired:
+            holder = job.worker_id
+            if job.attempts >= job.max_attempts:
+                if self._finish_own_work(
+                    job, holder, "failed", error="worker lost",
+                    message=f"worker {holder} lost; no attempts left",
+                ):
+                    continue
+
+            def update(job: Job = job, holder: str | None = holder) -> bool:
+                changed = (
+                    Job.update(status="pending", worker_id=None, lease_expires_at=None,
+                               updated_at=now)
+                    .where(Job.id == job.id, Job.status == "running",
+                           Job.worker_id == holder, Job.lease_expires_at < now)
+                    .execute()
+                )
+                if changed:
+                    self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
+                    self._log_rows([self._log_row(
+                        job.id, "warning", f"worker {holder} lost the job; it runs again", now
+                    )])
+                return bool(changed)
+
+            if job.attempts < job.max_attempts and self.transaction(update):
+                requeue.append((job.id, job.priority))
+        self.queue.enqueue(requeue)
+        if expired:
+            logger.warning("reaper: %d expired leases, %d jobs re-queued", len(expired), len(requeue))
+        return len(requeue)
+
+    def requeue_orphans(self, grace: float = 10.0) -> int:
+        """Enqueue pending jobs that have no message on the queue (a crash between the
+        database write and the enqueue); `grace` spares jobs being enqueued right now."""
+        queued = self.queue.queued_job_ids()  # read first: see the method's docstring
+        cutoff = time.time() - grace
+        pending = (
+            Job.select(Job.id, Job.priority)
+            .where(
+                Job.status == "pending",
+                Job.paused == False,  # noqa: E712
+                Job.updated_at < cutoff,
+                Job.run_after.is_null() | (Job.run_after < cutoff),
+            )
+            .tuples()
+        )
+        orphans = [(job_id, prio) for job_id, prio in pending.iterator() if job_id not in queued]
+        self.queue.enqueue(orphans)
+        if orphans:
+            logger.warning("re-queued %d pending jobs that had no queue message", len(orphans))
+        return len(orphans)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

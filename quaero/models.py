@@ -1,0 +1,157 @@
+"""peewee models of the metadata store: `jobs`, `job_logs` and `workers`.
+
+The schema itself lives in `migrations/`; these models only map it. Nothing here knows
+Flask or Huey.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+import peewee
+
+from quaero.db import database_proxy
+
+
+class JobStatus(str, enum.Enum):
+    """A job's status; the last three are final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True for completed, failed and cancelled."""
+        return self in FINAL_STATUSES
+
+
+STATUSES = [s.value for s in JobStatus]
+FINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+UNFINISHED = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+
+
+class Job(BaseModel):
+    """One job: a node of a tree whose root is the job a user submitted."""
+
+    id = peewee.AutoField()
+    parent_id = peewee.BigIntegerField(null=True)
+    root_id = peewee.BigIntegerField()
+    path = peewee.TextField()
+    depth = peewee.IntegerField(default=0)
+    type = peewee.TextField()
+    name = peewee.TextField(default="")
+    status = peewee.TextField()
+    outcome = peewee.TextField(null=True)
+    paused = peewee.BooleanField(default=False)
+    payload = peewee.TextField(default="{}")
+    result = peewee.TextField(null=True)
+    error = peewee.TextField(null=True)
+    traceback = peewee.TextField(null=True)
+    dedup_key = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    max_attempts = peewee.IntegerField(default=3)
+    priority = peewee.IntegerField(default=0)
+    timeout = peewee.DoubleField(null=True)
+    progress = peewee.DoubleField(default=0.0)
+    n_pending = peewee.IntegerField(default=0)
+    n_running = peewee.IntegerField(default=0)
+    n_completed = peewee.IntegerField(default=0)
+    n_failed = peewee.IntegerField(default=0)
+    n_cancelled = peewee.IntegerField(default=0)
+    created_at = peewee.DoubleField()
+    updated_at = peewee.DoubleField()
+    run_after = peewee.DoubleField(null=True)
+    started_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+    worker_id = peewee.TextField(null=True)
+    lease_expires_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "jobs"
+
+    @property
+    def payload_data(self) -> dict[str, Any]:
+        """The payload, decoded (cached on the instance)."""
+        cached = self.__dict__.get("_payload_cache")
+        if cached is None:
+            cached = json.loads(self.payload or "{}")
+            self.__dict__["_payload_cache"] = cached
+        return cached
+
+    @property
+    def result_data(self) -> Any:
+        """The result, decoded (None when there is none)."""
+        return json.loads(self.result) if self.result is not None else None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Descendants by status, plus their total."""
+        counts = {
+            "pending": self.n_pending,
+            "running": self.n_running,
+            "completed": self.n_completed,
+            "failed": self.n_failed,
+            "cancelled": self.n_cancelled,
+        }
+        counts["total"] = sum(counts.values())
+        return counts
+
+    @property
+    def ancestor_ids(self) -> list[int]:
+        """Ids of the ancestors, root first."""
+        return [int(part) for part in self.path.strip("/").split("/") if part]
+
+    @property
+    def descendant_prefix(self) -> str:
+        """The `path` prefix shared by every descendant."""
+        return f"{self.path}{self.id}/"
+
+    @property
+    def total_progress(self) -> float:
+        """Share of finished descendants; the own progress for a job without any."""
+        counts = self.counts
+        if counts["total"]:
+            finished = counts["completed"] + counts["failed"] + counts["cancelled"]
+            return finished / counts["total"]
+        if self.status in ("completed", "failed", "cancelled"):
+            return 1.0
+        return max(0.0, min(1.0, self.progress))
+
+
+class JobLog(BaseModel):
+    """One line of a job's log."""
+
+    id = peewee.AutoField()
+    job_id = peewee.BigIntegerField()
+    level = peewee.TextField()
+    message = peewee.TextField()
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "job_logs"
+
+
+class Worker(BaseModel):
+    """A worker process that heartbeats while it runs jobs."""
+
+    id = peewee.TextField(primary_key=True)
+    hostname = peewee.TextField()
+    pid = peewee.IntegerField()
+    threads = peewee.IntegerField()
+    started_at = peewee.DoubleField()
+    last_heartbeat = peewee.DoubleField()
+    stopped_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "workers"

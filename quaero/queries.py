@@ -1,0 +1,128 @@
+"""Read-only queries behind the API and the page: listings, logs and stats."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import peewee
+
+from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, Worker
+from quaero.queue import JobQueue
+
+WORKER_ALIVE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Filters and paging of a job listing (roots when `parent_id` is None)."""
+
+    parent_id: int | None = None
+    status: str | None = None
+    type: str | None = None
+    q: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def _where(f: JobFilter) -> list[peewee.Expression]:
+    clauses = [Job.parent_id.is_null() if f.parent_id is None else Job.parent_id == f.parent_id]
+    if f.status:
+        clauses.append(Job.status == f.status)
+    if f.type:
+        clauses.append(Job.type == f.type)
+    if f.q:
+        match = Job.name.contains(f.q)
+        if f.q.isdigit():
+            match |= Job.id == int(f.q)
+        clauses.append(match)
+    return clauses
+
+
+def list_jobs(f: JobFilter) -> tuple[list[Job], int]:
+    """One page of jobs (roots newest first, children oldest first) and the total."""
+    clauses = _where(f)
+    order = Job.id.desc() if f.parent_id is None else Job.id.asc()
+    page = list(Job.select().where(*clauses).order_by(order).limit(f.limit).offset(f.offset))
+    if f.offset == 0 and len(page) < f.limit:
+        total = len(page)
+    else:
+        total = Job.select().where(*clauses).count()
+    return page, total
+
+
+def get_job(job_id: int) -> Job | None:
+    """A job by id, or None."""
+    return Job.get_or_none(Job.id == job_id)
+
+
+def job_logs(
+    job_id: int, level: str | None = None, after_id: int | None = None, limit: int = 200
+) -> list[JobLog]:
+    """Log lines of a job at `level` or above: after `after_id` (oldest first) or the tail."""
+    query = JobLog.select().where(JobLog.job_id == job_id)
+    if level and level != LOG_LEVELS[0]:
+        query = query.where(JobLog.level.in_(LOG_LEVELS[LOG_LEVELS.index(level) :]))
+    if after_id is not None:
+        return list(query.where(JobLog.id > after_id).order_by(JobLog.id).limit(limit))
+    return list(reversed(query.order_by(JobLog.id.desc()).limit(limit)))
+
+
+def status_counts() -> dict[str, int]:
+    """All jobs by status."""
+    counts = dict.fromkeys(STATUSES, 0)
+    rows = Job.select(Job.status, peewee.fn.COUNT(Job.id)).group_by(Job.status).tuples()
+    counts.update(dict(rows))
+    return counts
+
+
+def counts_by_type() -> list[tuple[str, str, int]]:
+    """(type, status, count) for every combination present."""
+    return list(
+        Job.select(Job.type, Job.status, peewee.fn.COUNT(Job.id))
+        .group_by(Job.type, Job.status)
+        .tuples()
+    )
+
+
+def live_workers(now: float | None = None) -> list[dict]:
+    """Workers that heartbeat recently, with the number of jobs each runs."""
+    now = now or time.time()
+    running = dict(
+        Job.select(Job.worker_id, peewee.fn.COUNT(Job.id))
+        .where(Job.status == "running", Job.worker_id.is_null(False))
+        .group_by(Job.worker_id)
+        .tuples()
+    )
+    workers = Worker.select().where(
+        Worker.stopped_at.is_null(), Worker.last_heartbeat > now - WORKER_ALIVE_SECONDS
+    )
+    return [
+        {
+            "id": w.id,
+            "hostname": w.hostname,
+            "pid": w.pid,
+            "threads": w.threads,
+            "running": running.get(w.id, 0),
+            "started_at": w.started_at,
+            "last_heartbeat": w.last_heartbeat,
+        }
+        for w in workers
+    ]
+
+
+def stats(queue: JobQueue) -> dict:
+    """Counts by status, queue depth, oldest pending age and live workers."""
+    now = time.time()
+    oldest = (
+        Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == "pending").scalar()
+    )
+    workers = live_workers(now)
+    return {
+        "counts": status_counts(),
+        "queue_depth": queue.depth(),
+        "scheduled": queue.scheduled(),
+        "oldest_pending_age": round(now - oldest, 3) if oldest else None,
+        "workers_alive": len(workers),
+        "workers": workers,
+    }

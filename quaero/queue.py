@@ -1,0 +1,128 @@
+"""The Huey queue: the only queue quaero has, and the one task that runs a job.
+
+A queue message carries nothing but a job id; everything else lives in `jobs`. Huey's
+SQLite storage is the default, its Redis storage (with priorities) the scale-out one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from huey import PriorityRedisHuey, SqliteHuey
+from huey.storage import PriorityRedisStorage, SqliteStorage
+
+from quaero.config import Config
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "run_job"
+
+
+class BulkSqliteStorage(SqliteStorage):
+    """Huey's SQLite storage plus one-transaction bulk enqueue for fan-outs."""
+
+    def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
+        """Insert many (message, priority) pairs in one transaction."""
+        with self.db(commit=True) as curs:
+            curs.executemany(
+                "insert into task (queue, data, priority) values (?, ?, ?)",
+                [(self.name, self.to_blob(data), priority or 0) for data, priority in items],
+            )
+
+
+class BulkRedisStorage(PriorityRedisStorage):
+    """Huey's Redis priority storage plus pipelined bulk enqueue."""
+
+    def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
+        """Send many (message, priority) pairs in one round trip."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            original, self.conn = self.conn, pipe
+            try:
+                for data, priority in items:
+                    self.enqueue(data, priority)
+            finally:
+                self.conn = original
+            pipe.execute()
+
+
+def make_huey(config: Config):
+    """The Huey instance for the configured backend (results off: `jobs` holds them)."""
+    q = config.queue
+    if q.backend == "redis":
+        return PriorityRedisHuey(
+            q.name, results=False, url=q.url, storage_class=BulkRedisStorage,
+            read_timeout=1,
+        )
+    path = config.queue_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(
+        q.name, results=False, filename=str(path), storage_class=BulkSqliteStorage,
+        timeout=30,
+    )
+
+
+class JobQueue:
+    """Puts job ids on the Huey queue and hands dequeued ids to a runner."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.huey = make_huey(config)
+        self.runner: Callable[[int], None] | None = None
+        self.task = self.huey.task(name=TASK_NAME)(self._run)
+
+    def _run(self, job_id: int) -> None:
+        if self.runner is None:
+            raise RuntimeError("this process has no job runner: start it as a worker")
+        self.runner(job_id)
+
+    def enqueue(self, jobs: Iterable[tuple[int, int]]) -> None:
+        """Enqueue (job_id, priority) pairs, in bulk where the storage allows it."""
+        items = [
+            (self.huey.serialize_task(self.task.s(job_id, priority=priority)), priority)
+            for job_id, priority in jobs
+        ]
+        if not items:
+            return
+        storage = self.huey.storage
+        if len(items) > 1 and hasattr(storage, "enqueue_many"):
+            storage.enqueue_many(items)
+        else:
+            for data, priority in items:
+                storage.enqueue(data, priority)
+
+    def enqueue_later(self, job_id: int, priority: int, delay: float) -> None:
+        """Enqueue a job id after `delay` seconds (Huey's schedule, not a sleeping worker)."""
+        self.task.schedule(args=(job_id,), delay=delay, priority=priority)
+
+    def depth(self) -> int:
+        """Messages waiting on the queue."""
+        return self.huey.storage.queue_size()
+
+    def scheduled(self) -> int:
+        """Messages waiting for their time (retries in back-off)."""
+        return self.huey.storage.schedule_size()
+
+    def queued_job_ids(self) -> set[int]:
+        """Ids of every job with a message on the queue or the schedule."""
+        ids: set[int] = set()
+        storage = self.huey.storage
+        for data in list(storage.enqueued_items()) + list(storage.scheduled_items()):
+            try:
+                task = self.huey.deserialize_task(data)
+            except Exception:  # a message of another task or version: not ours
+                logger.warning("unreadable queue message skipped", exc_info=True)
+                continue
+            if task.name == TASK_NAME and task.args:
+                ids.add(int(task.args[0]))
+        return ids
+
+    def ping(self) -> None:
+        """Raise if the queue storage cannot be reached."""
+        self.huey.storage.queue_size()
+
+    def close(self) -> None:
+        """Close the storage connection."""
+        close = getattr(self.huey.storage, "close", None)
+        if close:
+            close()

@@ -1,0 +1,39 @@
+"""Wiring: the database, the queue and the job manager built from one Config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+import quaero.executors  # noqa: F401  (registers the executor types)
+from quaero.config import Config
+from quaero.db import open_database
+from quaero.jobs import JobManager
+from quaero.queue import JobQueue
+
+
+@dataclass
+class Services:
+    """What the web app and the workers share in one process."""
+
+    config: Config
+    db: peewee.Database
+    queue: JobQueue
+    manager: JobManager
+
+    def close(self) -> None:
+        """Close database and queue connections."""
+        self.queue.close()
+        close_all = getattr(self.db, "close_all", None)
+        if close_all:
+            close_all()
+        elif not self.db.is_closed():
+            self.db.close()
+
+
+def build_services(config: Config) -> Services:
+    """Open the metadata database (applying migrations) and the queue."""
+    db = open_database(config.database_url)
+    queue = JobQueue(config)
+    return Services(config=config, db=db, queue=queue, manager=JobManager(db, queue, config))

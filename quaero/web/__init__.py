@@ -1,0 +1,39 @@
+"""The Flask app: the jobs page, the JSON API, health and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from flask import Flask
+
+from quaero.services import Services
+from quaero.web import api, auth, pages
+from quaero.web.errors import register_error_handlers
+
+PAGES_DIR = Path(__file__).resolve().parent.parent.parent / "pages"
+
+
+def create_app(services: Services) -> Flask:
+    """Build the app around already-built services (database, queue, manager)."""
+    app = Flask(
+        __name__,
+        template_folder=str(PAGES_DIR),
+        static_folder=str(PAGES_DIR / "static"),
+        static_url_path="/static",
+    )
+    config = services.config
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.server.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        # The session only carries the page login; its key derives from the token.
+        SECRET_KEY=hashlib.sha256(b"quaero-session:" + config.server.api_token.encode()).digest(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+    )
+    app.extensions["quaero"] = services
+    register_error_handlers(app)
+    auth.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    return app

@@ -1,0 +1,184 @@
+"""The JSON API under /api, plus /healthz and /metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from quaero import queries
+from quaero.errors import NotFound, ValidationFailed
+from quaero.executors.base import public_types
+from quaero.metrics import render_metrics
+from quaero.models import LOG_LEVELS, STATUSES
+from quaero.serialize import job_to_dict, log_to_dict
+from quaero.validation import validate_create
+from quaero.services import Services
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__)
+
+MAX_LIMIT = 500
+
+
+def services() -> Services:
+    """The services of the running app."""
+    return current_app.extensions["quaero"]
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 415/400 error."""
+    if not request.is_json:
+        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ValidationFailed("the body is not valid JSON")
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    return data
+
+
+def int_arg(name: str, default: int | None, minimum: int = 0, maximum: int | None = None) -> int | None:
+    """An integer query argument, or a 400 naming it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an integer", {name: "must be an integer"}) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValidationFailed(f"{name} must be {bounds}", {name: f"must be {bounds}"})
+    return value
+
+
+def choice_arg(name: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    """A query argument restricted to `choices`, or a 400 naming it."""
+    value = request.args.get(name) or None
+    if value is not None and value not in choices:
+        raise ValidationFailed(
+            f"{name} must be one of {', '.join(choices)}", {name: f"one of {', '.join(choices)}"}
+        )
+    return value
+
+
+def job_filter(parent_id: int | None = None) -> queries.JobFilter:
+    """The listing filters from the query string."""
+    q = (request.args.get("q") or "").strip()[:200] or None
+    return queries.JobFilter(
+        parent_id=parent_id if parent_id is not None else int_arg("parent_id", None, 1),
+        status=choice_arg("status", STATUSES),
+        type=request.args.get("type") or None,
+        q=q,
+        limit=int_arg("limit", 50, 1, MAX_LIMIT),
+        offset=int_arg("offset", 0, 0),
+    )
+
+
+def listing(f: queries.JobFilter) -> dict[str, Any]:
+    """The body of a job listing."""
+    jobs, total = queries.list_jobs(f)
+    return {
+        "jobs": [job_to_dict(j) for j in jobs],
+        "total": total,
+        "limit": f.limit,
+        "offset": f.offset,
+    }
+
+
+@bp.get("/api/jobs")
+def list_jobs():
+    return jsonify(listing(job_filter()))
+
+
+@bp.post("/api/jobs")
+def create_job():
+    body = validate_create(json_body())
+    name = body.name or str(body.payload.get("url") or body.type)
+    job = services().manager.create_root(
+        body.type, body.payload, name=name, priority=body.priority,
+        max_attempts=body.max_attempts, timeout=body.timeout,
+    )
+    response = jsonify(job_to_dict(job))
+    response.status_code = 201
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return response
+
+
+def _job_or_404(job_id: int):
+    job = queries.get_job(job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+@bp.get("/api/jobs/<int:job_id>")
+def get_job(job_id: int):
+    return jsonify(job_to_dict(_job_or_404(job_id)))
+
+
+@bp.get("/api/jobs/<int:job_id>/children")
+def children(job_id: int):
+    _job_or_404(job_id)
+    return jsonify(listing(job_filter(parent_id=job_id)))
+
+
+@bp.get("/api/jobs/<int:job_id>/logs")
+def logs(job_id: int):
+    _job_or_404(job_id)
+    lines = queries.job_logs(
+        job_id,
+        level=choice_arg("level", LOG_LEVELS),
+        after_id=int_arg("after_id", None, 0),
+        limit=int_arg("limit", 200, 1, 1000),
+    )
+    return jsonify({"logs": [log_to_dict(line) for line in lines]})
+
+
+@bp.post("/api/jobs/<int:job_id>/cancel")
+def cancel(job_id: int):
+    return jsonify(job_to_dict(services().manager.cancel_tree(job_id)))
+
+
+@bp.delete("/api/jobs/<int:job_id>")
+def delete(job_id: int):
+    deleted = services().manager.delete_tree(job_id)
+    return jsonify({"deleted": deleted})
+
+
+@bp.get("/api/stats")
+def stats():
+    return jsonify(queries.stats(services().queue))
+
+
+@bp.get("/api/types")
+def types():
+    return jsonify({"types": public_types()})
+
+
+@bp.get("/healthz")
+def healthz():
+    checks: dict[str, str] = {"web": "ok"}
+    status = 200
+    try:
+        services().db.execute_sql("SELECT 1").fetchone()
+        checks["database"] = "ok"
+    except Exception as exc:
+        logger.warning("health: database: %s", exc)
+        checks["database"], status = f"error: {type(exc).__name__}", 503
+    try:
+        services().queue.ping()
+        checks["queue"] = "ok"
+    except Exception as exc:
+        logger.warning("health: queue: %s", exc)
+        checks["queue"], status = f"error: {type(exc).__name__}", 503
+    return jsonify({"status": "ok" if status == 200 else "error", "checks": checks}), status
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(render_metrics(services().queue), mimetype="text/plain; version=0.0.4")

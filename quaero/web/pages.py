@@ -1,0 +1,46 @@
+"""The jobs page: server-rendered roots table that Alpine.js then keeps live."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request
+
+from quaero import queries
+from quaero.errors import ValidationFailed
+from quaero.executors.base import public_types
+from quaero.models import STATUSES
+from quaero.serialize import job_to_dict
+from quaero.web.api import job_filter, services
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def index():
+    return redirect("/jobs")
+
+
+@bp.get("/jobs")
+def jobs_page():
+    try:
+        f = job_filter()
+    except ValidationFailed:
+        f = queries.JobFilter()  # a hand-edited URL falls back to the default view
+    jobs, total = queries.list_jobs(f)
+    stats = queries.stats(services().queue)
+    open_job = request.args.get("job", "")
+    return render_template(
+        "jobs.html",
+        jobs=[job_to_dict(j) for j in jobs],
+        total=total,
+        filters={
+            "status": f.status or "",
+            "type": f.type or "",
+            "q": f.q or "",
+            "limit": f.limit,
+            "offset": f.offset,
+        },
+        statuses=STATUSES,
+        types=public_types(),
+        stats={k: stats[k] for k in ("counts", "queue_depth", "workers_alive")},
+        open_job=int(open_job) if open_job.isdigit() else None,
+    )

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""quaero's entry point: serve | web | worker | migrate | submit | jobs.
+
+    python run.py serve [--config config.toml]     web + workers in one process
+    python run.py web                               the web server alone
+    python run.py worker                            a worker process alone (scale-out)
+    python run.py migrate                           apply pending migrations
+    python run.py submit crawler --payload '{"url": "https://example.org/"}' --follow
+    python run.py jobs [--status running]           the roots table in the terminal
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import sys
+import threading
+import time
+
+from quaero import config as config_mod
+from quaero.config import Config, ConfigError
+
+logger = logging.getLogger("quaero")
+
+
+def setup_logging(config: Config) -> None:
+    """Process logs to stderr at the configured level."""
+    logging.basicConfig(
+        level=config.logging.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
+def check_bind(config: Config) -> None:
+    """Refuse a non-loopback bind without an API token."""
+    host = config.server.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not config.server.api_token:
+        raise ConfigError(
+            f"server.host = {host!r} is not a loopback address: set [server] api_token "
+            "(or QUAERO_SERVER_API_TOKEN) before exposing quaero"
+        )
+
+
+def make_server(config: Config, app):
+    """A waitress server (production WSGI) bound to the configured address."""
+    from waitress.server import create_server
+
+    return create_server(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        threads=config.server.threads,
+        ident="quaero",
+        clear_untrusted_proxy_headers=True,
+    )
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from quaero.services import build_services
+    from quaero.web import create_app
+    from quaero.worker import WorkerService
+
+    check_bind(config)
+    services = build_services(config)
+    server = make_server(config, create_app(services))
+    worker = WorkerService(services)
+    web = threading.Thread(target=server.run, name="quaero-web", daemon=True)
+    web.start()
+    print(f"quaero serving on http://{config.server.host}:{server.effective_port}/jobs "
+          f"with {config.queue.num_workers} workers", file=sys.stderr, flush=True)
+    try:
+        worker.run()
+    finally:
+        server.close()
+        services.close()
+    return 0
+
+
+def cmd_web(config: Config, args: argparse.Namespace) -> int:
+    from quaero.services import build_services
+    from quaero.web import create_app
+
+    check_bind(config)
+    services = build_services(config)
+    server = make_server(config, create_app(services))
+    print(f"quaero web on http://{config.server.host}:{server.effective_port}/jobs",
+          file=sys.stderr, flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        services.close()
+    return 0
+
+
+def cmd_worker(config: Config, args: argparse.Namespace) -> int:
+    from quaero.services import build_services
+    from quaero.worker import WorkerService
+
+    services = build_services(config)
+    try:
+        WorkerService(services).run()
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
+    from quaero.db import apply_migrations, make_database
+
+    db = make_database(config.database_url)
+    applied = apply_migrations(db)
+    print("applied: " + ", ".join(applied) if applied else "nothing to apply: up to date")
+    return 0
+
+
+def progress_line(job: dict) -> str:
+    """One line: a bar, the share done, counts and status."""
+    width = 30
+    filled = int(round(job["progress"] * width))
+    c = job["counts"]
+    done = c["completed"] + c["failed"] + c["cancelled"]
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {job['progress'] * 100:5.1f}% "
+            f"{done}/{c['total']} ({c['failed']} failed) {job['status']}")
+
+
+def cmd_submit(config: Config, args: argparse.Namespace) -> int:
+    from quaero import queries
+    from quaero.errors import ValidationFailed
+    from quaero.serialize import job_to_dict
+    from quaero.services import build_services
+    from quaero.validation import validate_create
+
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        print(f"--payload is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    body = {"type": args.type, "payload": payload, "priority": args.priority}
+    if args.name:
+        body["name"] = args.name
+    services = build_services(config)
+    try:
+        spec = validate_create(body)
+    except ValidationFailed as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for field, message in exc.fields.items():
+            print(f"  {field}: {message}", file=sys.stderr)
+        return 2
+    job = services.manager.create_root(
+        spec.type, spec.payload, name=spec.name or str(spec.payload.get("url") or spec.type),
+        priority=spec.priority, max_attempts=spec.max_attempts, timeout=spec.timeout,
+    )
+    print(f"job {job.id} submitted ({job.type})", flush=True)
+    if not args.follow:
+        return 0
+    interactive = sys.stdout.isatty()
+    last = ""
+    while True:
+        data = job_to_dict(queries.get_job(job.id))
+        line = progress_line(data)
+        if line != last:
+            print(("\r" + line) if interactive else line, end="" if interactive else "\n",
+                  flush=True)
+            last = line
+        if data["status"] in ("completed", "failed", "cancelled"):
+            if interactive:
+                print()
+            if data["error"]:
+                print(f"error: {data['error']}")
+            return 0 if data["status"] == "completed" else 1
+        time.sleep(0.5)
+
+
+def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
+    from quaero import queries
+    from quaero.serialize import job_to_dict
+    from quaero.services import build_services
+
+    build_services(config)
+    jobs, total = queries.list_jobs(
+        queries.JobFilter(status=args.status, type=args.type, q=args.q, limit=args.limit)
+    )
+    print(f"{'ID':>6}  {'STATUS':<10} {'TYPE':<8} {'PROGRESS':<48} NAME")
+    for job in jobs:
+        data = job_to_dict(job)
+        bar = progress_line(data).rsplit(" ", 1)[0]
+        print(f"{data['id']:>6}  {data['status']:<10} {data['type']:<8} {bar:<48} {data['name'][:60]}")
+    print(f"{len(jobs)} of {total} root jobs")
+    return 0
+
+
+COMMANDS = {
+    "serve": (cmd_serve, "web server and workers in one process (what `make run` starts)"),
+    "web": (cmd_web, "the web server alone"),
+    "worker": (cmd_worker, "a worker process alone (run many for scale-out)"),
+    "migrate": (cmd_migrate, "apply pending database migrations"),
+    "submit": (cmd_submit, "create a job from the shell; --follow shows its progress"),
+    "jobs": (cmd_jobs, "list root jobs in the terminal"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run.py", description="quaero job orchestrator")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", help="path of config.toml (default: ./config.toml)")
+        if name == "submit":
+            p.add_argument("type", help="executor type, e.g. crawler")
+            p.add_argument("--payload", default="{}", help="the payload as JSON")
+            p.add_argument("--name", help="a name shown in the jobs table")
+            p.add_argument("--priority", type=int, default=0)
+            p.add_argument("--follow", action="store_true", help="show progress until done")
+        if name == "jobs":
+            p.add_argument("--status")
+            p.add_argument("--type")
+            p.add_argument("--q", help="search in names")
+            p.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "serve"
+    if args.command is None:
+        args.config = None
+    try:
+        config = config_mod.load(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config)
+    handler = COMMANDS[command][0]
+    try:
+        return handler(config, args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Fixtures: real SQLite databases and Huey queues in tmp_path, a real worker and a
+real waitress server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from quaero import config as config_mod
+from quaero.config import Config
+from quaero.services import Services, build_services
+
+
+def make_config(tmp_path: Path, **sections: dict) -> Config:
+    """A config whose files live in tmp_path, tuned for fast tests."""
+    base = config_mod.build({}, base_dir=tmp_path, environ={})
+    defaults = {
+        "server": {"port": 0},
+        "queue": {"poll_interval": 0.02, "num_workers": 4},
+        "jobs": {"lease_seconds": 5.0, "retry_base_seconds": 0.05, "reaper_interval": 0.5,
+                 "shutdown_grace": 2.0},
+        "crawler": {"allow_private_networks": True, "timeout": 5.0},
+    }
+    for name, values in sections.items():
+        defaults[name] = {**defaults.get(name, {}), **values}
+    return config_mod.replace(base, **defaults)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def services(config: Config) -> Iterator[Services]:
+    s = build_services(config)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def manager(services: Services):
+    return services.manager
+
+
+@pytest.fixture
+def worker(services: Services):
+    """A real Huey consumer (threads) with heartbeat and reaper, stopped after the test."""
+    from quaero.worker import WorkerService
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    service = WorkerService(services)
+    service.start()
+    yield service
+    service.consumer.stop(graceful=True)
+    service.stop()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture
+def live_server(services: Services) -> Iterator[str]:
+    """The app under waitress on an ephemeral 127.0.0.1 port; yields its base URL."""
+    from waitress.server import create_server
+
+    from quaero.web import create_app
+
+    server = create_server(create_app(services), host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def client(services: Services):
+    """Flask's test client (no worker): for request/response contract tests."""
+    from quaero.web import create_app
+
+    return create_app(services).test_client()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
+    """Poll until `predicate()` is truthy; return it, or fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+def wait_for_job(base_url: str, job_id: int, timeout: float = 60.0) -> dict:
+    """Poll the API until a job is finished; return its JSON."""
+
+    def finished():
+        job = requests.get(f"{base_url}/api/jobs/{job_id}", timeout=5).json()
+        return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+    return wait_for(finished, timeout=timeout, interval=0.1)
