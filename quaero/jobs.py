@@ -173,7 +173,15 @@ class JobManager:
         now = time.time()
         path = parent.descendant_prefix
 
-        def insert() -> list[int]:
+        def insert() -> list[tuple[int, int]]:
+            # The parent must still be running: a cancel that committed first wins, so
+            # no child of a cancelled job is ever created (FOR UPDATE orders the two).
+            alive = Job.select(Job.status).where(Job.id == parent.id)
+            if self.is_postgres:
+                alive = alive.for_update()
+            row = alive.first()
+            if row is None or row.status != "running":
+                return []
             todo = specs
             if root_limit is not None:
                 root = Job.select(*COUNTER.values()).where(Job.id == parent.root_id)

@@ -309,3 +309,10 @@ def test_release_hands_back_held_jobs_without_using_an_attempt(manager):
     assert manager.release_worker_jobs(W) == 1
     job = reload(job)
     assert job.status == "pending" and job.attempts == 0 and job.worker_id is None
+
+
+def test_a_cancelled_parent_spawns_nothing(manager):
+    root = manager.claim(manager.create_root("noop", {}).id, W)
+    manager.cancel_tree(root.id)
+    assert spawn(manager, root, 3) == []
+    assert Job.select().count() == 1 and reload(root).counts["total"] == 0

@@ -1,0 +1,376 @@
+"""The web crawler: a `crawler` root job and one `crawl_page` child job per page.
+
+The root validates the payload, clamps it to the `[crawler]` config and spawns the start
+page. Each page job fetches one URL and spawns a child for every new link it may follow;
+the database de-duplicates pages within a crawl (`dedup_key` = the normalised URL), so no
+crawl-wide state lives in memory. Depth follows wget's `-r -l N`: depth 0 = the start page.
+
+Guards: only http/https; the host's addresses are resolved and private, loopback and
+other non-public ones refused unless `allow_private_networks` (checked again on every
+redirect hop; a DNS answer that changes between the check and the connection is not
+caught); connect/read timeouts; at most 5 redirects; bodies truncated at `max_bytes`.
+robots.txt is read once per (crawl, scheme+host) per process; a page it disallows is not
+fetched and its job *completes* with `blocked_by_robots: true` (logged as a warning),
+because retrying cannot change the answer and it is not an error of the crawl.
+The per-host `delay` is kept per process, so several worker processes may overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from quaero.config import CrawlerConfig
+from quaero.executors.base import ChildSpec, Executor, JobContext, PermanentError, register
+from quaero.executors.urls import (
+    host_key,
+    is_public_address,
+    link_allowed,
+    normalize_url,
+    origin,
+    page_links,
+    parse_content_type,
+    regex_error,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+MAX_RESULT_LINKS = 500
+ROBOTS_MAX_BYTES = 500_000
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+class CrawlPayload(BaseModel):
+    """The payload of a `crawler` job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="start page, http:// or https://")
+    depth: int = Field(2, ge=0, description="links to follow from the start page")
+    max_pages: int | None = Field(None, ge=1, description="default and cap: crawler.max_pages")
+    same_host: bool = True
+    include: list[str] = Field(default_factory=list, max_length=100)
+    exclude: list[str] = Field(default_factory=list, max_length=100)
+    delay: float = Field(0.0, ge=0, le=60, description="seconds between requests to a host")
+    respect_robots: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        url = normalize_url(value)
+        if url is None:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return url
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _check_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            error = regex_error(pattern)
+            if error is not None:
+                raise ValueError(f"invalid regular expression {pattern!r}: {error}")
+        return patterns
+
+
+@register
+class CrawlExecutor(Executor):
+    """Starts a crawl: checks the settings and spawns the start page."""
+
+    type: ClassVar[str] = "crawler"
+    payload_model: ClassVar[type[BaseModel] | None] = CrawlPayload
+
+    def run(self, ctx: JobContext) -> dict[str, Any]:
+        """Spawn the start page's `crawl_page` job with the crawl's settings."""
+        limits = ctx.config.crawler
+        try:
+            payload = CrawlPayload.model_validate(ctx.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"invalid crawler payload: {exc}") from None
+        start = payload.url  # normalised by the validator
+        depth, max_pages = payload.depth, payload.max_pages or limits.max_pages
+        if max_pages > limits.max_pages:
+            ctx.warning(f"max_pages {max_pages} lowered to the configured {limits.max_pages}")
+            max_pages = limits.max_pages
+        if depth > limits.max_depth:
+            ctx.warning(f"depth {depth} lowered to the configured max_depth {limits.max_depth}")
+            depth = limits.max_depth
+        respect = payload.respect_robots
+        settings = {
+            "max_depth": depth,
+            "max_pages": max_pages,
+            "same_host": payload.same_host,
+            "include": payload.include,
+            "exclude": payload.exclude,
+            "delay": payload.delay,
+            "respect_robots": limits.respect_robots if respect is None else respect,
+            "start_host": host_key(start),
+        }
+        ctx.info(f"crawl of {start} to depth {depth}, at most {max_pages} pages")
+        ctx.raise_if_cancelled()
+        child = ChildSpec(
+            "crawl_page",
+            payload={"url": start, "depth": 0, "crawl": settings},
+            name=start,
+            dedup_key=start,
+        )
+        ctx.spawn([child], root_limit=max_pages)
+        return {"start_url": start, "depth": depth, "max_pages": max_pages}
+
+
+@register
+class CrawlPageExecutor(Executor):
+    """Fetches one page of a crawl and spawns its new links."""
+
+    type: ClassVar[str] = "crawl_page"
+    public: ClassVar[bool] = False
+
+    def run(self, ctx: JobContext) -> dict[str, Any]:
+        """Fetch the page, parse its links and spawn the ones the crawl may follow."""
+        limits = ctx.config.crawler
+        url = normalize_url(str(ctx.payload.get("url", "")))
+        if url is None:
+            raise PermanentError(f"not an http(s) URL: {ctx.payload.get('url')!r}")
+        depth = int(ctx.payload.get("depth", 0))
+        crawl = dict(ctx.payload.get("crawl") or {})
+        ctx.raise_if_cancelled()
+        respect_robots = crawl.get("respect_robots", limits.respect_robots)
+        if respect_robots and not robots_allows(url, ctx.job.root_id, limits):
+            ctx.warning(f"{url} blocked by robots.txt")
+            return page_result(url, depth, blocked_by_robots=True)
+        wait_for_host(host_key(url), float(crawl.get("delay", 0)), ctx)
+        ctx.raise_if_cancelled()
+        started = time.monotonic()
+        page = fetch(url, limits, limits.max_bytes)
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        if 400 <= page.status_code < 500:
+            raise PermanentError(f"HTTP {page.status_code} for {url}")
+        if page.status_code >= 500:
+            raise requests.HTTPError(f"HTTP {page.status_code} for {url}")
+        if page.truncated:
+            ctx.warning(f"{url}: response larger than {limits.max_bytes} bytes, truncated")
+        if depth == 0 and host_key(page.url) != host_key(url):
+            ctx.info(f"start page redirected to {page.url}; following links on its host")
+            crawl["start_host"] = host_key(page.url)
+        title, links = None, []
+        if page.content_type in HTML_TYPES:
+            title, links = page_links(page.body, page.charset, page.url)
+        new_ids = self._spawn_links(ctx, links, depth, crawl)
+        ctx.info(
+            f"GET {url} -> {page.status_code} {page.content_type or '-'}, {len(page.body)} "
+            f"bytes, {len(links)} links ({len(new_ids)} new)"
+        )
+        return page_result(
+            url,
+            depth,
+            status_code=page.status_code,
+            content_type=page.content_type,
+            title=title,
+            bytes=len(page.body),
+            links=links[:MAX_RESULT_LINKS],
+            elapsed_ms=elapsed_ms,
+            final_url=page.url,
+            truncated=page.truncated,
+        )
+
+    def _spawn_links(
+        self, ctx: JobContext, links: list[str], depth: int, crawl: dict[str, Any]
+    ) -> list[int]:
+        """Spawn a child for each link the crawl may follow; the ids of the new ones."""
+        max_pages = int(crawl.get("max_pages", ctx.config.crawler.max_pages))
+        if depth >= int(crawl.get("max_depth", 0)):
+            return []
+        allowed_link = partial(
+            link_allowed,
+            start_host=crawl.get("start_host"),
+            same_host=bool(crawl.get("same_host", True)),
+            include=crawl.get("include") or (),
+            exclude=crawl.get("exclude") or (),
+        )
+        allowed = [link for link in links if allowed_link(link)][:max_pages]
+        children = [
+            ChildSpec("crawl_page", {"url": link, "depth": depth + 1, "crawl": crawl}, link, link)
+            for link in allowed
+        ]
+        ctx.raise_if_cancelled()
+        return ctx.spawn(children, root_limit=max_pages) if children else []
+
+
+def page_result(url: str, depth: int, **fields: Any) -> dict[str, Any]:
+    """A `crawl_page` result: every documented key, empty unless given in `fields`."""
+    empty = {"status_code": None, "content_type": None, "title": None, "bytes": 0, "links": []}
+    return {"url": url, **empty, "depth": depth, "elapsed_ms": 0, **fields}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A fetched response: final URL, status, media type, (possibly truncated) body."""
+
+    url: str
+    status_code: int
+    content_type: str
+    charset: str | None
+    body: bytes
+    truncated: bool
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's requests session (sessions are not safe to share between threads)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+        session.max_redirects = MAX_REDIRECTS
+    return session
+
+
+def check_address(url: str, limits: CrawlerConfig) -> None:
+    """Refuse (PermanentError) a URL whose host resolves to a non-public address."""
+    if limits.allow_private_networks:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except UnicodeError:  # a host name IDNA cannot encode
+        raise PermanentError(f"invalid host name {host!r} in {url}") from None
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_NONAME:
+            raise PermanentError(f"cannot resolve host {host!r} of {url}") from None
+        raise
+    for info in infos:
+        ip = str(info[4][0])
+        if not is_public_address(ip):
+            raise PermanentError(
+                f"refusing {url}: {host} resolves to the non-public address {ip} "
+                "(set crawler.allow_private_networks = true to allow it)"
+            )
+
+
+def fetch(url: str, limits: CrawlerConfig, max_bytes: int) -> Fetched:
+    """GET `url`, following up to 5 redirects, each hop checked by `check_address`."""
+    current = url
+    deadline = time.monotonic() + limits.timeout * (MAX_REDIRECTS + 2)
+    for _ in range(MAX_REDIRECTS + 1):
+        check_address(current, limits)
+        try:
+            response = _session().get(
+                current,
+                headers={"User-Agent": limits.user_agent},
+                stream=True,
+                timeout=(limits.timeout, limits.timeout),
+                allow_redirects=False,
+            )
+        except requests.exceptions.InvalidURL as exc:
+            raise PermanentError(f"cannot fetch {current}: {exc}") from None
+        with response:
+            if response.is_redirect:
+                target = normalize_url(response.headers["location"], current)
+                if target is None:
+                    raise PermanentError(f"{current} redirects to a non-http(s) URL")
+                current = target
+                continue
+            body, truncated = _read_capped(response, max_bytes, deadline)
+            content_type, charset = parse_content_type(response.headers.get("content-type"))
+            return Fetched(current, response.status_code, content_type, charset, body, truncated)
+    raise PermanentError(f"too many redirects (more than {MAX_REDIRECTS}) from {url}")
+
+
+def _read_capped(response: requests.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes of the body; True if there was more."""
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(16 * 1024):  # small chunks bound decompression too
+        if total + len(chunk) > limit:
+            chunks.append(chunk[: limit - total])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        total += len(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading {response.url} took too long")
+    return b"".join(chunks), False
+
+
+ROBOTS_CACHE_SIZE = 256
+_robots: OrderedDict[tuple[int, str], RobotFileParser] = OrderedDict()
+_robots_locks: dict[tuple[int, str], threading.Lock] = {}
+_robots_lock = threading.Lock()
+
+
+def robots_allows(url: str, root_id: int, limits: CrawlerConfig) -> bool:
+    """Whether robots.txt of `url`'s host lets our user agent fetch it (cached per crawl)."""
+    key = (root_id, origin(url))
+    with _robots_lock:
+        parser = _robots.get(key)
+        key_lock = _robots_locks.setdefault(key, threading.Lock())
+    if parser is None:
+        with key_lock:  # one fetch per key even when many pages of a host start at once
+            with _robots_lock:
+                parser = _robots.get(key)
+            if parser is None:
+                parser = _fetch_robots_once(key, limits)
+    return parser.can_fetch(limits.user_agent, url)
+
+
+def _fetch_robots_once(key: tuple[int, str], limits: CrawlerConfig) -> RobotFileParser:
+    """Read robots.txt for `key` into the bounded cache; forget the key's lock on failure."""
+    try:
+        parser = _read_robots(key[1], limits)
+    except Exception:
+        with _robots_lock:
+            _robots_locks.pop(key, None)
+        raise
+    with _robots_lock:
+        _robots[key] = parser
+        while len(_robots) > ROBOTS_CACHE_SIZE:
+            old, _ = _robots.popitem(last=False)
+            _robots_locks.pop(old, None)
+    return parser
+
+
+def _read_robots(site: str, limits: CrawlerConfig) -> RobotFileParser:
+    """Fetch and parse `site`/robots.txt: 401/403 forbid all, other 4xx allow all, 5xx retry."""
+    parser = RobotFileParser(site + "/robots.txt")
+    page = fetch(site + "/robots.txt", limits, min(limits.max_bytes, ROBOTS_MAX_BYTES))
+    logger.debug("robots.txt of %s: HTTP %s", site, page.status_code)
+    if page.status_code >= 500:
+        raise requests.HTTPError(f"HTTP {page.status_code} for {site}/robots.txt")
+    if page.status_code in (401, 403):
+        parser.disallow_all = True
+    elif page.status_code >= 300:  # a missing robots.txt (or a dangling redirect)
+        parser.allow_all = True
+    else:
+        parser.parse(page.body.decode("utf-8", errors="replace").splitlines())
+    return parser
+
+
+_next_slot: dict[str, float] = {}
+_delay_lock = threading.Lock()
+
+
+def wait_for_host(host: str, delay: float, ctx: JobContext) -> None:
+    """Sleep until `delay` seconds after this process's previous request to `host`."""
+    if delay <= 0:
+        return
+    with _delay_lock:
+        now = time.monotonic()
+        slot = max(now, _next_slot.get(host, now - delay) + delay)
+        _next_slot[host] = slot  # reserve the slot, so concurrent pages queue up
+        if len(_next_slot) > 4096:
+            for name in [h for h, t in _next_slot.items() if t < now - 60]:
+                del _next_slot[name]
+    while (remaining := slot - time.monotonic()) > 0:
+        ctx.raise_if_cancelled()
+        time.sleep(min(remaining, 0.25))
