@@ -13,7 +13,9 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -54,6 +56,9 @@ class JobManager:
         self.queue = queue
         self.config = config
         self.is_postgres = dialect(db) == "postgresql"
+        # SQLite has one writer at a time; queueing this process's writers on a Python
+        # lock wakes the next one at once, where SQLite's busy handler would sleep ms.
+        self._write_lock = nullcontext() if self.is_postgres else threading.RLock()
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -61,7 +66,7 @@ class JobManager:
         """Run `fn` in one write transaction, retrying on lock timeouts and deadlocks."""
         for attempt in range(attempts):
             try:
-                with self.db.atomic():
+                with self._write_lock, self.db.atomic():
                     return fn()
             except peewee.OperationalError as exc:
                 if attempt == attempts - 1 or not any(
@@ -457,12 +462,14 @@ class JobManager:
 
     def log(self, job_id: int, level: str, message: str) -> None:
         """Append one line to a job's log."""
-        JobLog.insert(self._log_row(job_id, level, message, time.time())).execute()
+        row = self._log_row(job_id, level, message, time.time())
+        self.transaction(lambda: JobLog.insert(row).execute())
 
     def set_progress(self, job_id: int, fraction: float) -> None:
         """Record a job's own progress (0..1)."""
         fraction = max(0.0, min(1.0, float(fraction)))
-        Job.update(progress=fraction, updated_at=time.time()).where(Job.id == job_id).execute()
+        update = Job.update(progress=fraction, updated_at=time.time()).where(Job.id == job_id)
+        self.transaction(update.execute)
 
     def is_cancelled(self, job_id: int) -> bool:
         """True when the job was cancelled (or deleted)."""
