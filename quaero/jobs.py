@@ -181,12 +181,13 @@ class JobManager:
         def insert() -> list[tuple[int, int]]:
             # The parent must still be running: a cancel that committed first wins, so
             # no child of a cancelled job is ever created (FOR UPDATE orders the two).
-            alive = Job.select(Job.status).where(Job.id == parent.id)
+            alive = Job.select(Job.status, Job.paused).where(Job.id == parent.id)
             if self.is_postgres:
                 alive = alive.for_update()
             row = alive.first()
             if row is None or row.status != "running":
                 return []
+            paused = bool(row.paused)
             todo = specs
             if root_limit is not None:
                 root = Job.select(*COUNTER.values()).where(Job.id == parent.root_id)
@@ -204,6 +205,7 @@ class JobManager:
                     "type": spec.type,
                     "name": spec.name or "",
                     "status": "pending",
+                    "paused": paused,
                     "payload": json.dumps(spec.payload),
                     "dedup_key": spec.dedup_key,
                     "max_attempts": spec.max_attempts or self.config.jobs.max_attempts,
@@ -457,6 +459,105 @@ class JobManager:
             return Job.delete().where(subtree).execute()
 
         return self.transaction(delete)
+
+    def retry_tree(self, job_id: int) -> Job:
+        """Run again the failed and cancelled jobs of a tree (never the completed ones).
+
+        Each such job goes back to `pending` with its attempts reset; finished ancestors
+        of a retried job go back to `running` until it finishes again.
+        """
+        now = time.time()
+
+        def update() -> list[tuple[int, int]]:
+            job = self.get_or_404(job_id)
+            again = Job.status.in_(["failed", "cancelled"])
+            subtree = self._subtree(job)
+            retried = list(Job.select(Job.id, Job.priority, Job.path).where(subtree, again).tuples())
+            if not retried:
+                raise Conflict(f"job {job_id} has no failed or cancelled jobs to retry")
+            ids = [row[0] for row in retried]
+            for start in range(0, len(ids), INSERT_CHUNK):
+                Job.update(
+                    status="pending", outcome=None, attempts=0, error=None, traceback=None,
+                    finished_at=None, run_after=None, worker_id=None, lease_expires_at=None,
+                    progress=0.0, updated_at=now,
+                ).where(Job.id.in_(ids[start : start + INSERT_CHUNK])).execute()
+            # Ancestors of retried jobs wait for them again (own work stays done).
+            reopen = {int(p) for _, _, path in retried for p in path.strip("/").split("/") if p}
+            reopen -= set(ids)
+            if reopen:
+                Job.update(status="running", finished_at=None, updated_at=now).where(
+                    Job.id.in_(list(reopen)), Job.status.in_(["completed", "failed", "cancelled"])
+                ).execute()
+            root = Job.get_by_id(job.root_id)
+            self._recount_descendants(root)
+            self._log_rows([self._log_row(job.id, "info", f"retrying {len(ids)} jobs", now)])
+            return [(job_id_, prio) for job_id_, prio, _ in retried]
+
+        retried = self.transaction(update)
+        self.queue.enqueue(retried)
+        return self.get_or_404(job_id)
+
+    def rerun(self, job_id: int, overrides: dict[str, Any] | None = None) -> Job:
+        """A new root with the job's type and payload (top-level keys overridden)."""
+        job = self.get_or_404(job_id)
+        payload = {**job.payload_data, **(overrides or {})}
+        return self.create_root(
+            job.type, payload, name=job.name, priority=job.priority,
+            max_attempts=job.max_attempts, timeout=job.timeout,
+        )
+
+    def set_paused(self, job_id: int, paused: bool) -> Job:
+        """Hold back (or release) the pending jobs of a job's subtree.
+
+        Paused pending jobs stay in `jobs`, so a paused crawl survives a restart; their
+        queue messages are dropped when taken, and resuming enqueues them again.
+        """
+        now = time.time()
+
+        def update() -> list[tuple[int, int]]:
+            job = self.get_or_404(job_id)
+            if paused and job.status not in UNFINISHED:
+                raise Conflict(f"job {job_id} is {job.status}; only unfinished jobs can be paused")
+            if not paused and not job.paused:
+                raise Conflict(f"job {job_id} is not paused")
+            Job.update(paused=paused, updated_at=now).where(self._subtree(job)).execute()
+            word = "paused" if paused else "resumed"
+            self._log_rows([self._log_row(job.id, "info", word, now)])
+            if paused:
+                return []
+            return list(
+                Job.select(Job.id, Job.priority)
+                .where(self._subtree(job), Job.status == "pending")
+                .tuples()
+            )
+
+        self.queue.enqueue(self.transaction(update))
+        return self.get_or_404(job_id)
+
+    def purge_finished(self, older_than_days: float, batch: int = 100) -> int:
+        """Delete finished trees whose root finished more than `older_than_days` ago, a
+        batch of roots per transaction so workers never wait long; returns jobs deleted."""
+        cutoff = time.time() - older_than_days * 86_400
+        deleted = 0
+        while True:
+            roots = [
+                job_id
+                for (job_id,) in Job.select(Job.id)
+                .where(Job.parent_id.is_null(), Job.status.not_in(UNFINISHED),
+                       Job.finished_at < cutoff)
+                .limit(batch)
+                .tuples()
+            ]
+            if not roots:
+                return deleted
+
+            def delete(roots: list[int] = roots) -> int:
+                ids = Job.select(Job.id).where(Job.root_id.in_(roots))
+                JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
+                return Job.delete().where(Job.root_id.in_(roots)).execute()
+
+            deleted += self.transaction(delete)
 
     # -- what executors report ---------------------------------------------------------
 

@@ -13,6 +13,8 @@ import signal
 import threading
 import time
 import traceback
+from dataclasses import dataclass
+from typing import Any
 
 from huey.consumer import Consumer, ConsumerStopped
 
@@ -54,18 +56,56 @@ class Runner:
             self.manager.fail(job, self.worker_id, f"unknown job type {job.type!r}", None, True)
             return
         ctx = JobContext(self.manager, job, self.services.config)
-        try:
-            result = executor.run(ctx)
-        except JobCancelled:
-            logger.info("job %s stopped after cancellation", job.id)
-        except PermanentError as exc:
-            self.manager.fail(job, self.worker_id, _describe(exc), traceback.format_exc(), True)
-        except Exception as exc:  # the task boundary: record it on the job
-            logger.exception("job %s (%s) raised", job.id, job.type)
-            self.manager.fail(job, self.worker_id, _describe(exc), traceback.format_exc(), False)
+        if job.timeout:
+            outcome = self._call_with_timeout(executor, ctx, job.timeout)
         else:
-            if not self.manager.complete(job, self.worker_id, result):
+            outcome = _call(executor, ctx)
+        self._record(job, outcome)
+
+    def _call_with_timeout(self, executor, ctx: JobContext, timeout: float) -> Outcome:
+        """Run the executor in its own thread; past `timeout` the job fails and this
+        worker slot is free again (the abandoned thread sees itself cancelled)."""
+        box: list[Outcome] = []
+        thread = threading.Thread(
+            target=lambda: box.append(_call(executor, ctx)),
+            name=f"job-{ctx.job.id}", daemon=True,
+        )
+        thread.start()
+        thread.join(timeout)
+        if box:
+            return box[0]
+        ctx.abandon()
+        return Outcome(error=TimeoutError(f"timed out after {timeout:g}s"), traceback=None)
+
+    def _record(self, job, outcome: Outcome) -> None:
+        exc = outcome.error
+        if exc is None:
+            if not self.manager.complete(job, self.worker_id, outcome.result):
                 logger.info("job %s finished but was no longer held here; result dropped", job.id)
+        elif isinstance(exc, JobCancelled):
+            logger.info("job %s stopped after cancellation", job.id)
+        else:
+            permanent = isinstance(exc, PermanentError)
+            if not permanent:
+                logger.warning("job %s (%s) failed: %s", job.id, job.type, _describe(exc))
+            self.manager.fail(job, self.worker_id, _describe(exc), outcome.traceback, permanent)
+
+
+@dataclass
+class Outcome:
+    """What an executor's run produced: a result, or an exception and its traceback."""
+
+    result: Any = None
+    error: BaseException | None = None
+    traceback: str | None = None
+
+
+def _call(executor, ctx: JobContext) -> Outcome:
+    """Run an executor; the task boundary where any exception becomes an Outcome."""
+    try:
+        return Outcome(result=executor.run(ctx))
+    except Exception as exc:  # recorded on the job with its traceback
+        return Outcome(error=exc, traceback=traceback.format_exc())
 
 
 def _describe(exc: BaseException) -> str:
@@ -134,7 +174,8 @@ class WorkerService:
         jobs = self.config.jobs
         heartbeat_every = max(0.5, jobs.lease_seconds / 3)
         orphan_every = max(30.0, jobs.reaper_interval * 6)
-        next_beat = next_reap = time.monotonic()
+        purge_every = 3600.0
+        next_beat = next_reap = next_purge = time.monotonic()
         next_orphans = time.monotonic() + orphan_every
         while not self._stop.wait(0.2):
             now = time.monotonic()
@@ -145,6 +186,12 @@ class WorkerService:
                 if now >= next_reap:
                     next_reap = now + jobs.reaper_interval
                     self.services.manager.reap_expired_leases()
+                if now >= next_purge:
+                    next_purge = now + purge_every
+                    purged = self.services.manager.purge_finished(jobs.retention_days)
+                    if purged:
+                        logger.info("retention: deleted %d jobs older than %s days",
+                                    purged, jobs.retention_days)
                 if now >= next_orphans:
                     next_orphans = now + orphan_every
                     self.services.manager.requeue_orphans()

@@ -144,6 +144,10 @@ class JobContext:
             self._cancelled = self.manager.is_cancelled(self.job.id)
         return self._cancelled
 
+    def abandon(self) -> None:
+        """Mark the job as given up on (timed out): it now reads as cancelled."""
+        self._cancelled = True
+
     def raise_if_cancelled(self) -> None:
         """Raise JobCancelled if the job was cancelled."""
         if self.cancelled():

@@ -144,6 +144,39 @@ def cancel(job_id: int):
     return jsonify(job_to_dict(services().manager.cancel_tree(job_id)))
 
 
+@bp.post("/api/jobs/<int:job_id>/retry")
+def retry(job_id: int):
+    return jsonify(job_to_dict(services().manager.retry_tree(job_id)))
+
+
+@bp.post("/api/jobs/<int:job_id>/rerun")
+def rerun(job_id: int):
+    overrides: dict[str, Any] = {}
+    if request.content_length:
+        body = json_body()
+        overrides = body.get("payload", body)
+        if not isinstance(overrides, dict):
+            raise ValidationFailed("payload overrides must be an object", {"payload": "object"})
+    original = _job_or_404(job_id)
+    spec = validate_create({"type": original.type,
+                            "payload": {**original.payload_data, **overrides}})
+    job = services().manager.rerun(job_id, spec.payload)
+    response = jsonify(job_to_dict(job))
+    response.status_code = 201
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return response
+
+
+@bp.post("/api/jobs/<int:job_id>/pause")
+def pause(job_id: int):
+    return jsonify(job_to_dict(services().manager.set_paused(job_id, True)))
+
+
+@bp.post("/api/jobs/<int:job_id>/resume")
+def resume(job_id: int):
+    return jsonify(job_to_dict(services().manager.set_paused(job_id, False)))
+
+
 @bp.delete("/api/jobs/<int:job_id>")
 def delete(job_id: int):
     deleted = services().manager.delete_tree(job_id)

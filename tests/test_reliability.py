@@ -1,0 +1,164 @@
+"""Retries, back-off, permanent errors, timeouts, cancel, retry, pause and retention,
+with a real Huey consumer in this process."""
+
+import time
+
+import pytest
+
+from conftest import make_config, wait_for
+from quaero import queries
+from quaero.executors.base import Executor, PermanentError, register
+from quaero.models import Job, JobLog
+
+FLAKY = {"fail": True}
+
+
+@register
+class FlakyExecutor(Executor):
+    """Fails while FLAKY["fail"] is set: a failure the test can heal."""
+
+    type = "test_flaky"
+    public = False
+
+    def run(self, ctx):
+        if FLAKY["fail"]:
+            raise PermanentError("flaky is failing")
+        return {"ok": True}
+
+
+def finished(job_id):
+    job = Job.get_by_id(job_id)
+    return job if job.status in ("completed", "failed", "cancelled") else None
+
+
+def test_transient_failures_retry_with_growing_backoff(manager, worker):
+    job = manager.create_root("sleep", {"seconds": 0, "fail": "transient"}, max_attempts=3)
+    job = wait_for(lambda: finished(job.id), timeout=20)
+    assert job.status == "failed" and job.attempts == 3
+    assert job.error == "RuntimeError: asked to fail (attempt 3)"
+    assert "RuntimeError" in job.traceback
+    lines = [line for line in queries.job_logs(job.id) if "retrying in" in line.message]
+    assert len(lines) == 2  # attempts 1 and 2, each logged with its error
+    assert "attempt 1/3 failed: RuntimeError: asked to fail (attempt 1)" in lines[0].message
+    base = manager.config.jobs.retry_base_seconds
+    gaps = [b.created_at - a.created_at for a, b in zip(lines, lines[1:], strict=False)]
+    assert gaps[0] >= 0.5 * base * 2 - 0.02  # second back-off is ≥ half of base × 2
+
+
+def test_a_transient_failure_then_success_completes(manager, worker):
+    job = manager.create_root("sleep", {"seconds": 0, "fail": "transient", "fail_attempts": 1})
+    job = wait_for(lambda: finished(job.id), timeout=20)
+    assert job.status == "completed" and job.attempts == 2
+
+
+def test_permanent_error_skips_retries(manager, worker):
+    job = manager.create_root("sleep", {"seconds": 0, "fail": "permanent"}, max_attempts=5)
+    job = wait_for(lambda: finished(job.id), timeout=20)
+    assert job.status == "failed" and job.attempts == 1
+    assert job.error == "PermanentError: asked to fail permanently"
+
+
+def test_timeout_fails_the_attempt_and_frees_the_worker(tmp_path):
+    from quaero.services import build_services
+    from quaero.worker import WorkerService
+
+    services = build_services(make_config(tmp_path, queue={"num_workers": 1}))
+    service = WorkerService(services)
+    service.start()
+    try:
+        manager = services.manager
+        slow = manager.create_root("sleep", {"seconds": 30, "steps": 300}, timeout=0.5,
+                                   max_attempts=2)
+        quick = manager.create_root("noop", {})
+        started = time.monotonic()
+        assert wait_for(lambda: finished(quick.id), timeout=10).status == "completed"
+        slow = wait_for(lambda: finished(slow.id), timeout=15)
+        assert time.monotonic() - started < 5
+        assert slow.status == "failed" and slow.attempts == 2
+        assert slow.error == "TimeoutError: timed out after 0.5s"
+    finally:
+        service.consumer.stop(graceful=True)
+        service.stop()
+        services.close()
+
+
+def test_cancel_of_a_1000_job_tree_starts_no_child_afterwards(manager, worker):
+    root = manager.create_root(
+        "fanout", {"children": 1000, "child_type": "sleep",
+                   "child_payload": {"seconds": 0.02}})
+    wait_for(lambda: Job.get_by_id(root.id).n_completed >= 20, timeout=20)
+    manager.cancel_tree(root.id)
+    cancel_returned = time.time()
+    time.sleep(1.0)
+    late = Job.select().where(Job.root_id == root.id, Job.started_at > cancel_returned).count()
+    assert late == 0
+    root = Job.get_by_id(root.id)
+    assert root.status == "cancelled" and root.n_pending == root.n_running == 0
+    assert root.n_cancelled + root.n_completed == 1000
+    assert Job.select().where(Job.root_id == root.id, Job.status == "completed",
+                              Job.finished_at > cancel_returned + 0.1).count() == 0
+
+
+def test_retry_reruns_failed_jobs_only_and_the_root_follows(manager, worker):
+    FLAKY["fail"] = True
+    root2 = manager.create_root("fanout", {"children": 4, "child_type": "test_flaky"})
+    root2 = wait_for(lambda: finished(root2.id), timeout=20)
+    assert root2.status == "completed" and root2.n_failed == 4
+    completed_before = {j.id: (j.started_at, j.attempts) for j in Job.select().where(
+        Job.root_id == root2.id, Job.status == "completed")}
+    FLAKY["fail"] = False
+    retried = manager.retry_tree(root2.id)
+    assert retried.status == "running" and retried.n_pending + retried.n_running > 0
+    root2 = wait_for(lambda: finished(root2.id), timeout=20)
+    assert root2.status == "completed" and root2.n_completed == 4 and root2.n_failed == 0
+    after = {j.id: (j.started_at, j.attempts)
+             for j in Job.select().where(Job.id.in_(list(completed_before)))}
+    assert after == completed_before  # the root's own completed work did not run again
+
+
+def test_retry_of_a_tree_without_failures_is_a_conflict(manager, worker):
+    from quaero.errors import Conflict
+
+    root = manager.create_root("noop", {})
+    wait_for(lambda: finished(root.id), timeout=10)
+    with pytest.raises(Conflict):
+        manager.retry_tree(root.id)
+
+
+def test_pause_holds_pending_jobs_and_resume_releases_them(manager, worker):
+    root = manager.create_root("fanout", {"children": 60, "child_type": "sleep",
+                                          "child_payload": {"seconds": 0.05}})
+    wait_for(lambda: Job.get_by_id(root.id).n_completed >= 4, timeout=20)
+    manager.set_paused(root.id, True)
+    time.sleep(0.5)  # what was running finishes
+    held = Job.get_by_id(root.id)
+    time.sleep(0.6)
+    still = Job.get_by_id(root.id)
+    assert still.n_running == 0 and still.n_pending > 0
+    assert still.n_completed == held.n_completed
+    manager.set_paused(root.id, False)
+    root = wait_for(lambda: finished(root.id), timeout=30)
+    assert root.status == "completed" and root.n_completed == 60
+
+
+def test_rerun_makes_a_new_root_with_overrides(manager, worker):
+    first = manager.create_root("sleep", {"seconds": 0, "steps": 1})
+    wait_for(lambda: finished(first.id), timeout=10)
+    again = manager.rerun(first.id, {"steps": 2})
+    again = wait_for(lambda: finished(again.id), timeout=10)
+    assert again.id != first.id and again.parent_id is None
+    assert again.payload_data == {"seconds": 0, "steps": 2} and again.status == "completed"
+
+
+def test_retention_purges_old_finished_trees_only(manager, worker):
+    old = manager.create_root("fanout", {"children": 3})
+    recent = manager.create_root("noop", {})
+    wait_for(lambda: finished(old.id) and finished(recent.id), timeout=20)
+    running = manager.create_root("sleep", {"seconds": 5})
+    wait_for(lambda: Job.get_by_id(running.id).status == "running", timeout=10)
+    Job.update(finished_at=time.time() - 40 * 86400).where(Job.id == old.id).execute()
+    assert manager.purge_finished(30, batch=1) == 4
+    assert Job.select().where(Job.root_id == old.id).count() == 0
+    assert JobLog.select().where(JobLog.job_id == old.id).count() == 0
+    assert Job.get_or_none(Job.id == recent.id) and Job.get_or_none(Job.id == running.id)
+    manager.cancel_tree(running.id)
