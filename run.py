@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """quaero's entry point: serve | web | worker | migrate | submit | jobs.
 
-    python run.py serve [--config config.toml]     web + workers in one process
-    python run.py web                               the web server alone
-    python run.py worker                            a worker process alone (scale-out)
-    python run.py migrate                           apply pending migrations
-    python run.py submit crawler --payload '{"url": "https://example.org/"}' --follow
-    python run.py jobs [--status running]           the roots table in the terminal
+python run.py serve [--config config.toml]     web + workers in one process
+python run.py web                               the web server alone
+python run.py worker                            a worker process alone (scale-out)
+python run.py migrate                           apply pending migrations
+python run.py submit crawler --payload '{"url": "https://example.org/"}' --follow
+python run.py jobs [--status running]           the roots table in the terminal
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     worker = WorkerService(services)
     web = threading.Thread(target=server.run, name="quaero-web", daemon=True)
     web.start()
-    print(f"quaero serving on http://{config.server.host}:{server.effective_port}/jobs "
-          f"with {config.queue.num_workers} workers", file=sys.stderr, flush=True)
+    print(
+        f"quaero serving on http://{config.server.host}:{server.effective_port}/jobs "
+        f"with {config.queue.num_workers} workers",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         worker.run()
     finally:
@@ -91,8 +95,11 @@ def cmd_web(config: Config, args: argparse.Namespace) -> int:
     check_bind(config)
     services = build_services(config)
     server = make_server(config, create_app(services))
-    print(f"quaero web on http://{config.server.host}:{server.effective_port}/jobs",
-          file=sys.stderr, flush=True)
+    print(
+        f"quaero web on http://{config.server.host}:{server.effective_port}/jobs",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.run()
     except KeyboardInterrupt:
@@ -130,8 +137,10 @@ def progress_line(job: dict) -> str:
     filled = int(round(job["progress"] * width))
     c = job["counts"]
     done = c["completed"] + c["failed"] + c["cancelled"]
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {job['progress'] * 100:5.1f}% "
-            f"{done}/{c['total']} ({c['failed']} failed) {job['status']}")
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {job['progress'] * 100:5.1f}% "
+        f"{done}/{c['total']} ({c['failed']} failed) {job['status']}"
+    )
 
 
 def cmd_submit(config: Config, args: argparse.Namespace) -> int:
@@ -158,8 +167,12 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
             print(f"  {field}: {message}", file=sys.stderr)
         return 2
     job = services.manager.create_root(
-        spec.type, spec.payload, name=spec.name or str(spec.payload.get("url") or spec.type),
-        priority=spec.priority, max_attempts=spec.max_attempts, timeout=spec.timeout,
+        spec.type,
+        spec.payload,
+        name=spec.name or str(spec.payload.get("url") or spec.type),
+        priority=spec.priority,
+        max_attempts=spec.max_attempts,
+        timeout=spec.timeout,
     )
     print(f"job {job.id} submitted ({job.type})", flush=True)
     if not args.follow:
@@ -170,8 +183,9 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
         data = job_to_dict(queries.get_job(job.id))
         line = progress_line(data)
         if line != last:
-            print(("\r" + line) if interactive else line, end="" if interactive else "\n",
-                  flush=True)
+            print(
+                ("\r" + line) if interactive else line, end="" if interactive else "\n", flush=True
+            )
             last = line
         if data["status"] in ("completed", "failed", "cancelled"):
             if interactive:
@@ -195,7 +209,9 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     for job in jobs:
         data = job_to_dict(job)
         bar = progress_line(data).rsplit(" ", 1)[0]
-        print(f"{data['id']:>6}  {data['status']:<10} {data['type']:<8} {bar:<48} {data['name'][:60]}")
+        print(
+            f"{data['id']:>6}  {data['status']:<10} {data['type']:<8} {bar:<48} {data['name'][:60]}"
+        )
     print(f"{len(jobs)} of {total} root jobs")
     return 0
 

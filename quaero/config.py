@@ -211,9 +211,7 @@ def build(
         given = dict(data.get(section, {}))  # type: ignore[arg-type]
         for key, value in given.items():
             if key not in hints:
-                raise ConfigError(
-                    f"unknown key {section}.{key} (known: {', '.join(hints)})"
-                )
+                raise ConfigError(f"unknown key {section}.{key} (known: {', '.join(hints)})")
             values[key] = _coerce(f"{section}.{key}", hints[key], value)
         for key, text in env.get(section, {}).items():
             if key not in hints:

@@ -108,15 +108,14 @@ def apply_migrations(db: peewee.Database, folder: Path = MIGRATIONS_DIR) -> list
             if dialect(db) == "postgresql":
                 db.execute_sql("SELECT pg_advisory_xact_lock(728364)")
             cursor = db.execute_sql(
-                "SELECT 1 FROM schema_migrations WHERE name = %s" % db.param, (path.name,)
+                f"SELECT 1 FROM schema_migrations WHERE name = {db.param}", (path.name,)
             )
             if cursor.fetchone():
                 continue
             for statement in _statements(path.read_text().replace("{{pk}}", pk)):
                 db.execute_sql(statement)
             db.execute_sql(
-                "INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)"
-                % (db.param, db.param),
+                f"INSERT INTO schema_migrations (name, applied_at) VALUES ({db.param}, {db.param})",
                 (path.name, time.time()),
             )
         logger.info("applied migration %s", path.name)

@@ -15,8 +15,8 @@ import random
 import socket
 import threading
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import peewee
@@ -69,9 +69,7 @@ class JobManager:
                 with self._write_lock, self.db.atomic():
                     return fn()
             except peewee.OperationalError as exc:
-                if attempt == attempts - 1 or not any(
-                    m in str(exc) for m in RETRYABLE_DB_ERRORS
-                ):
+                if attempt == attempts - 1 or not any(m in str(exc) for m in RETRYABLE_DB_ERRORS):
                     raise
                 logger.warning("transaction retried after: %s", exc)
                 time.sleep(0.05 * (attempt + 1) * random.random())
@@ -280,7 +278,11 @@ class JobManager:
         """
         if permanent or job.attempts >= job.max_attempts:
             done = self._finish_own_work(
-                job, worker_id, "failed", error=error, traceback=traceback,
+                job,
+                worker_id,
+                "failed",
+                error=error,
+                traceback=traceback,
                 message=f"failed (attempt {job.attempts}/{job.max_attempts}): {error}",
             )
             return "failed" if done else ""
@@ -329,8 +331,12 @@ class JobManager:
         error: str | None = None,
         traceback: str | None = None,
         message: str | None = None,
+        lease_expired_by: float | None = None,
     ) -> bool:
         now = time.time()
+        guard = (Job.id == job.id) & (Job.status == "running") & (Job.worker_id == worker_id)
+        if lease_expired_by is not None:  # the reaper: only if no heartbeat renewed it
+            guard &= Job.lease_expires_at < lease_expired_by
         no_open_descendants = (Job.n_pending + Job.n_running) == 0
 
         def update() -> bool:
@@ -347,7 +353,7 @@ class JobManager:
                     lease_expires_at=None,
                     updated_at=now,
                 )
-                .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
+                .where(guard)
                 .returning(Job.status)
                 .tuples()
                 .execute()
@@ -386,7 +392,9 @@ class JobManager:
         def update() -> Job:
             job = self.get_or_404(job_id)
             if job.status not in UNFINISHED:
-                raise Conflict(f"job {job_id} is {job.status}; only pending or running jobs can be cancelled")
+                raise Conflict(
+                    f"job {job_id} is {job.status}; only pending or running jobs can be cancelled"
+                )
             subtree = self._subtree(job)
             before = dict(
                 Job.select(Job.status, peewee.fn.COUNT(Job.id))
@@ -472,15 +480,25 @@ class JobManager:
             job = self.get_or_404(job_id)
             again = Job.status.in_(["failed", "cancelled"])
             subtree = self._subtree(job)
-            retried = list(Job.select(Job.id, Job.priority, Job.path).where(subtree, again).tuples())
+            retried = list(
+                Job.select(Job.id, Job.priority, Job.path).where(subtree, again).tuples()
+            )
             if not retried:
                 raise Conflict(f"job {job_id} has no failed or cancelled jobs to retry")
             ids = [row[0] for row in retried]
             for start in range(0, len(ids), INSERT_CHUNK):
                 Job.update(
-                    status="pending", outcome=None, attempts=0, error=None, traceback=None,
-                    finished_at=None, run_after=None, worker_id=None, lease_expires_at=None,
-                    progress=0.0, updated_at=now,
+                    status="pending",
+                    outcome=None,
+                    attempts=0,
+                    error=None,
+                    traceback=None,
+                    finished_at=None,
+                    run_after=None,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    progress=0.0,
+                    updated_at=now,
                 ).where(Job.id.in_(ids[start : start + INSERT_CHUNK])).execute()
             # Ancestors of retried jobs wait for them again (own work stays done).
             reopen = {int(p) for _, _, path in retried for p in path.strip("/").split("/") if p}
@@ -503,8 +521,12 @@ class JobManager:
         job = self.get_or_404(job_id)
         payload = {**job.payload_data, **(overrides or {})}
         return self.create_root(
-            job.type, payload, name=job.name, priority=job.priority,
-            max_attempts=job.max_attempts, timeout=job.timeout,
+            job.type,
+            payload,
+            name=job.name,
+            priority=job.priority,
+            max_attempts=job.max_attempts,
+            timeout=job.timeout,
         )
 
     def set_paused(self, job_id: int, paused: bool) -> Job:
@@ -544,8 +566,9 @@ class JobManager:
             roots = [
                 job_id
                 for (job_id,) in Job.select(Job.id)
-                .where(Job.parent_id.is_null(), Job.status.not_in(UNFINISHED),
-                       Job.finished_at < cutoff)
+                .where(
+                    Job.parent_id.is_null(), Job.status.not_in(UNFINISHED), Job.finished_at < cutoff
+                )
                 .limit(batch)
                 .tuples()
             ]
@@ -622,19 +645,25 @@ class JobManager:
             released = []
             for job in held:
                 changed = (
-                    Job.update(status="pending", worker_id=None, lease_expires_at=None,
-                               attempts=Job.attempts - 1, updated_at=now)
-                    .where(Job.id == job.id, Job.status == "running",
-                           Job.worker_id == worker_id)
+                    Job.update(
+                        status="pending",
+                        worker_id=None,
+                        lease_expires_at=None,
+                        attempts=Job.attempts - 1,
+                        updated_at=now,
+                    )
+                    .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
                     .execute()
                 )
                 if changed:
                     self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
                     released.append(job)
-            self._log_rows([
-                self._log_row(job.id, "warning", "worker stopped; the job runs again", now)
-                for job in released
-            ])
+            self._log_rows(
+                [
+                    self._log_row(job.id, "warning", "worker stopped; the job runs again", now)
+                    for job in released
+                ]
+            )
             return released
 
         released = self.transaction(update)
@@ -664,41 +693,47 @@ class JobManager:
         `max_attempts`); safe when several reapers run at once."""
         now = time.time()
         expired = list(
-            Job.select()
-            .where(Job.status == "running", Job.lease_expires_at < now)
-            .limit(limit)
+            Job.select().where(Job.status == "running", Job.lease_expires_at < now).limit(limit)
         )
         requeue: list[tuple[int, int]] = []
         for job in expired:
             holder = job.worker_id
             if job.attempts >= job.max_attempts:
-                if self._finish_own_work(
-                    job, holder, "failed", error="worker lost",
+                self._finish_own_work(
+                    job,
+                    holder,
+                    "failed",
+                    error="worker lost",
                     message=f"worker {holder} lost; no attempts left",
-                ):
-                    continue
-
-            def update(job: Job = job, holder: str | None = holder) -> bool:
-                changed = (
-                    Job.update(status="pending", worker_id=None, lease_expires_at=None,
-                               updated_at=now)
-                    .where(Job.id == job.id, Job.status == "running",
-                           Job.worker_id == holder, Job.lease_expires_at < now)
-                    .execute()
+                    lease_expired_by=now,
                 )
-                if changed:
-                    self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
-                    self._log_rows([self._log_row(
-                        job.id, "warning", f"worker {holder} lost the job; it runs again", now
-                    )])
-                return bool(changed)
-
-            if job.attempts < job.max_attempts and self.transaction(update):
+            elif self.transaction(lambda job=job: self._requeue_lost(job, now)):
                 requeue.append((job.id, job.priority))
         self.queue.enqueue(requeue)
         if expired:
-            logger.warning("reaper: %d expired leases, %d jobs re-queued", len(expired), len(requeue))
+            logger.warning(
+                "reaper: %d expired leases, %d jobs re-queued", len(expired), len(requeue)
+            )
         return len(requeue)
+
+    def _requeue_lost(self, job: Job, now: float) -> bool:
+        """`running → pending` for a job whose lease expired, if still so."""
+        holder = job.worker_id
+        changed = (
+            Job.update(status="pending", worker_id=None, lease_expires_at=None, updated_at=now)
+            .where(
+                Job.id == job.id,
+                Job.status == "running",
+                Job.worker_id == holder,
+                Job.lease_expires_at < now,
+            )
+            .execute()
+        )
+        if changed:
+            self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
+            message = f"worker {holder} lost the job; it runs again"
+            self._log_rows([self._log_row(job.id, "warning", message, now)])
+        return bool(changed)
 
     def requeue_orphans(self, grace: float = 10.0) -> int:
         """Enqueue pending jobs that have no message on the queue (a crash between the

@@ -15,7 +15,7 @@ import peewee
 from quaero.db import database_proxy
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """A job's status; the last three are final."""
 
     PENDING = "pending"

@@ -114,9 +114,7 @@ def live_workers(now: float | None = None) -> list[dict]:
 def stats(queue: JobQueue) -> dict:
     """Counts by status, queue depth, oldest pending age and live workers."""
     now = time.time()
-    oldest = (
-        Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == "pending").scalar()
-    )
+    oldest = Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == "pending").scalar()
     workers = live_workers(now)
     return {
         "counts": status_counts(),

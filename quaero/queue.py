@@ -51,13 +51,19 @@ def make_huey(config: Config):
     q = config.queue
     if q.backend == "redis":
         return PriorityRedisHuey(
-            q.name, results=False, url=q.url, storage_class=BulkRedisStorage,
+            q.name,
+            results=False,
+            url=q.url,
+            storage_class=BulkRedisStorage,
             read_timeout=1,
         )
     path = config.queue_path
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(
-        q.name, results=False, filename=str(path), storage_class=BulkSqliteStorage,
+        q.name,
+        results=False,
+        filename=str(path),
+        storage_class=BulkSqliteStorage,
         timeout=30,
     )
 

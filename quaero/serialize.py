@@ -13,9 +13,11 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC with milliseconds, or None."""
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(
-        timespec="milliseconds"
-    ).replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:
@@ -62,4 +64,3 @@ def log_to_dict(line: JobLog) -> dict[str, Any]:
         "message": line.message,
         "created_at": iso(line.created_at),
     }
-

@@ -68,7 +68,8 @@ class Runner:
         box: list[Outcome] = []
         thread = threading.Thread(
             target=lambda: box.append(_call(executor, ctx)),
-            name=f"job-{ctx.job.id}", daemon=True,
+            name=f"job-{ctx.job.id}",
+            daemon=True,
         )
         thread.start()
         thread.join(timeout)
@@ -159,7 +160,9 @@ class WorkerService:
         self._maintenance.start()
         logger.info(
             "worker %s started: %d %s workers, polling every %ss",
-            self.worker_id, self.config.queue.num_workers, self.config.queue.worker_type,
+            self.worker_id,
+            self.config.queue.num_workers,
+            self.config.queue.worker_type,
             self.config.queue.poll_interval,
         )
 
@@ -190,8 +193,11 @@ class WorkerService:
                     next_purge = now + purge_every
                     purged = self.services.manager.purge_finished(jobs.retention_days)
                     if purged:
-                        logger.info("retention: deleted %d jobs older than %s days",
-                                    purged, jobs.retention_days)
+                        logger.info(
+                            "retention: deleted %d jobs older than %s days",
+                            purged,
+                            jobs.retention_days,
+                        )
                 if now >= next_orphans:
                     next_orphans = now + orphan_every
                     self.services.manager.requeue_orphans()

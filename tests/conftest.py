@@ -23,8 +23,12 @@ def make_config(tmp_path: Path, **sections: dict) -> Config:
     defaults = {
         "server": {"port": 0},
         "queue": {"poll_interval": 0.02, "num_workers": 4},
-        "jobs": {"lease_seconds": 5.0, "retry_base_seconds": 0.05, "reaper_interval": 0.5,
-                 "shutdown_grace": 2.0},
+        "jobs": {
+            "lease_seconds": 5.0,
+            "retry_base_seconds": 0.05,
+            "reaper_interval": 0.5,
+            "shutdown_grace": 2.0,
+        },
         "crawler": {"allow_private_networks": True, "timeout": 5.0},
     }
     for name, values in sections.items():

@@ -28,8 +28,10 @@ def create(client, **body):
 
 
 def test_create_returns_the_job_with_location(client):
-    response = client.post("/api/jobs", json={"type": "sleep", "name": "nap",
-                                              "payload": {"seconds": 0.1}, "priority": 5})
+    response = client.post(
+        "/api/jobs",
+        json={"type": "sleep", "name": "nap", "payload": {"seconds": 0.1}, "priority": 5},
+    )
     assert response.status_code == 201
     job = response.get_json()
     assert response.headers["Location"] == f"/api/jobs/{job['id']}"
@@ -70,8 +72,12 @@ def test_unknown_type_lists_the_known_ones(client):
 def test_bad_json_not_json_and_too_large(client):
     error_of(client.post("/api/jobs", data="{nope", content_type="application/json"), 400)
     error_of(client.post("/api/jobs", json=[1, 2]), 400)
-    error_of(client.post("/api/jobs", data="type=noop",
-                         content_type="application/x-www-form-urlencoded"), 415)
+    error_of(
+        client.post(
+            "/api/jobs", data="type=noop", content_type="application/x-www-form-urlencoded"
+        ),
+        415,
+    )
     big = {"type": "noop", "payload": {"x": "a" * 2_000_000}}
     error_of(client.post("/api/jobs", json=big), 413, "too_large")
 

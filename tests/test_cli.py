@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,17 +41,26 @@ allow_private_networks = true
 
 
 def run_py(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True,
-                          text=True, timeout=120, cwd=kw.pop("cwd", ROOT), **kw)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=kw.pop("cwd", ROOT),
+        **kw,
+    )
 
 
 @pytest.fixture
 def serve(tmp_path):
     port = free_port()
     config = write_config(tmp_path, port)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "serve", "--config",
-                             str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def up():
@@ -71,10 +79,15 @@ def serve(tmp_path):
 
 def test_serve_runs_jobs_and_stops_cleanly_on_sigint(serve, tmp_path):
     proc, base, _ = serve
-    job = requests.post(f"{base}/api/jobs", json={"type": "fanout",
-                                                 "payload": {"children": 50}}, timeout=5).json()
-    wait_for(lambda: requests.get(f"{base}/api/jobs/{job['id']}", timeout=5)
-             .json()["status"] == "completed", timeout=30)
+    job = requests.post(
+        f"{base}/api/jobs", json={"type": "fanout", "payload": {"children": 50}}, timeout=5
+    ).json()
+    wait_for(
+        lambda: (
+            requests.get(f"{base}/api/jobs/{job['id']}", timeout=5).json()["status"] == "completed"
+        ),
+        timeout=30,
+    )
     stats = requests.get(f"{base}/api/stats", timeout=5).json()
     assert stats["workers_alive"] == 1 and stats["workers"][0]["threads"] == 3
     assert (tmp_path / "data" / "queue.db").exists() and (tmp_path / "data" / "quaero.db").exists()
@@ -86,8 +99,12 @@ def test_serve_runs_jobs_and_stops_cleanly_on_sigint(serve, tmp_path):
 
 def test_num_workers_sets_how_many_jobs_run_at_once(serve):
     _, base, _ = serve  # 3 workers
-    ids = [requests.post(f"{base}/api/jobs", json={"type": "sleep", "payload": {"seconds": 1}},
-                         timeout=5).json()["id"] for _ in range(6)]
+    ids = [
+        requests.post(
+            f"{base}/api/jobs", json={"type": "sleep", "payload": {"seconds": 1}}, timeout=5
+        ).json()["id"]
+        for _ in range(6)
+    ]
 
     def running():
         return requests.get(f"{base}/api/stats", timeout=5).json()["counts"]["running"]
@@ -99,14 +116,25 @@ def test_num_workers_sets_how_many_jobs_run_at_once(serve):
         time.sleep(0.05)
     assert peak == 3
     for job_id in ids:
-        wait_for(lambda j=job_id: requests.get(f"{base}/api/jobs/{j}", timeout=5)
-                 .json()["status"] == "completed", timeout=20)
+        wait_for(
+            lambda j=job_id: (
+                requests.get(f"{base}/api/jobs/{j}", timeout=5).json()["status"] == "completed"
+            ),
+            timeout=20,
+        )
 
 
 def test_submit_follow_shows_progress_until_done(serve):
     proc, base, config = serve
-    result = run_py("submit", "fanout", "--payload", json.dumps({"children": 20}),
-                    "--follow", "--config", str(config))
+    result = run_py(
+        "submit",
+        "fanout",
+        "--payload",
+        json.dumps({"children": 20}),
+        "--follow",
+        "--config",
+        str(config),
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("job ") and "submitted" in lines[0]
@@ -117,8 +145,7 @@ def test_submit_follow_shows_progress_until_done(serve):
 
 def test_submit_rejects_bad_payload_naming_the_field(tmp_path):
     config = write_config(tmp_path, free_port())
-    result = run_py("submit", "crawler", "--payload", '{"url": "ftp://x"}', "--config",
-                    str(config))
+    result = run_py("submit", "crawler", "--payload", '{"url": "ftp://x"}', "--config", str(config))
     assert result.returncode == 2 and "payload.url" in result.stderr
 
 

@@ -3,8 +3,8 @@ through `POST /api/jobs`; the site counts what was fetched."""
 
 import pytest
 import requests
-
 from conftest import wait_for_job
+
 from tests.sites import TestSite
 
 pytestmark = pytest.mark.e2e
@@ -19,8 +19,9 @@ def site():
 def all_children(base, job_id):
     jobs, offset = [], 0
     while True:
-        body = requests.get(f"{base}/api/jobs/{job_id}/children",
-                            params={"limit": 500, "offset": offset}, timeout=5).json()
+        body = requests.get(
+            f"{base}/api/jobs/{job_id}/children", params={"limit": 500, "offset": offset}, timeout=5
+        ).json()
         jobs += body["jobs"]
         offset += len(body["jobs"])
         if offset >= body["total"]:
@@ -38,17 +39,21 @@ def descendants(base, job_id):
 
 @pytest.mark.parametrize("depth", [0, 3])
 def test_crawl_fetches_each_expected_url_once(live_server, worker, site, depth):
-    response = requests.post(f"{live_server}/api/jobs", json={
-        "type": "crawler", "payload": {"url": site.url("/"), "depth": depth, "max_pages": 1000},
-    }, timeout=5)
+    response = requests.post(
+        f"{live_server}/api/jobs",
+        json={
+            "type": "crawler",
+            "payload": {"url": site.url("/"), "depth": depth, "max_pages": 1000},
+        },
+        timeout=5,
+    )
     assert response.status_code == 201, response.text
     root = wait_for_job(live_server, response.json()["id"], timeout=120)
 
     expected = site.expected_urls(depth)
     pages = descendants(live_server, root["id"])
     fetched = site.fetched_urls()
-    print(f"depth {depth}: {len(pages)} page jobs, {site.total_hits} hits, "
-          f"{root['duration']:.2f}s")
+    print(f"depth {depth}: {len(pages)} page jobs, {site.total_hits} hits, {root['duration']:.2f}s")
 
     # every expected URL fetched exactly once, nothing else fetched
     assert set(fetched) == set(expected)
@@ -78,15 +83,21 @@ def test_crawl_fetches_each_expected_url_once(live_server, worker, site, depth):
     assert any("crawl of" in line["message"] for line in logs)
     start = all_children(live_server, root["id"])
     assert len(start) == 1 and start[0]["payload"]["url"] == site.url("/")
-    page_logs = requests.get(f"{live_server}/api/jobs/{start[0]['id']}/logs",
-                             timeout=5).json()["logs"]
+    page_logs = requests.get(f"{live_server}/api/jobs/{start[0]['id']}/logs", timeout=5).json()[
+        "logs"
+    ]
     assert any(line["message"].startswith("GET ") for line in page_logs)
 
 
 def test_max_pages_caps_the_crawl(live_server, worker, site):
-    job = requests.post(f"{live_server}/api/jobs", json={
-        "type": "crawler", "payload": {"url": site.url("/"), "depth": 5, "max_pages": 25},
-    }, timeout=5).json()
+    job = requests.post(
+        f"{live_server}/api/jobs",
+        json={
+            "type": "crawler",
+            "payload": {"url": site.url("/"), "depth": 5, "max_pages": 25},
+        },
+        timeout=5,
+    ).json()
     root = wait_for_job(live_server, job["id"], timeout=60)
     assert root["status"] == "completed"
     assert root["counts"]["total"] == 25
@@ -95,12 +106,24 @@ def test_max_pages_caps_the_crawl(live_server, worker, site):
 
 def test_cancel_stops_a_running_crawl(live_server, worker):
     with TestSite(n_pages=300, seed=3, delay=0.2) as slow:
-        job = requests.post(f"{live_server}/api/jobs", json={
-            "type": "crawler", "payload": {"url": slow.url("/"), "depth": 5},
-        }, timeout=5).json()
+        job = requests.post(
+            f"{live_server}/api/jobs",
+            json={
+                "type": "crawler",
+                "payload": {"url": slow.url("/"), "depth": 5},
+            },
+            timeout=5,
+        ).json()
         wait = __import__("conftest").wait_for
-        wait(lambda: requests.get(f"{live_server}/api/jobs/{job['id']}", timeout=5)
-             .json()["counts"]["completed"] >= 3, timeout=30)
+        wait(
+            lambda: (
+                requests.get(f"{live_server}/api/jobs/{job['id']}", timeout=5).json()["counts"][
+                    "completed"
+                ]
+                >= 3
+            ),
+            timeout=30,
+        )
         cancelled = requests.post(f"{live_server}/api/jobs/{job['id']}/cancel", timeout=5)
         assert cancelled.status_code == 200
         hits_at_cancel = slow.total_hits

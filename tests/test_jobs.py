@@ -71,12 +71,22 @@ def test_children_are_created_in_bulk_and_counted_on_every_ancestor(manager, ser
     child = manager.claim(ids[0], W)
     grandchildren = spawn(manager, child, 2)
     root, child = reload(root), reload(child)
-    assert root.counts == {"pending": 4, "running": 1, "completed": 0, "failed": 0,
-                           "cancelled": 0, "total": 5}
+    assert root.counts == {
+        "pending": 4,
+        "running": 1,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 5,
+    }
     assert child.counts["pending"] == 2
     gc = Job.get_by_id(grandchildren[0])
-    assert (gc.root_id, gc.parent_id, gc.depth, gc.path) == (root.id, child.id, 2,
-                                                             f"/{root.id}/{child.id}/")
+    assert (gc.root_id, gc.parent_id, gc.depth, gc.path) == (
+        root.id,
+        child.id,
+        2,
+        f"/{root.id}/{child.id}/",
+    )
     assert services.queue.queued_job_ids() >= set(ids[1:]) | set(grandchildren)
 
 
@@ -149,8 +159,9 @@ def test_retry_delay_grows_exponentially_with_jitter(manager):
     base = manager.config.jobs.retry_base_seconds
     for attempt in (1, 2, 3, 4):
         delays = [manager.retry_delay(attempt) for _ in range(50)]
-        assert all(0.5 * base * 2 ** (attempt - 1) <= d < 1.5 * base * 2 ** (attempt - 1)
-                   for d in delays)
+        assert all(
+            0.5 * base * 2 ** (attempt - 1) <= d < 1.5 * base * 2 ** (attempt - 1) for d in delays
+        )
         assert len(set(delays)) > 1
 
 
@@ -190,8 +201,14 @@ def test_cancel_tree_cancels_unfinished_descendants_and_fixes_counts(manager):
     assert statuses[ids[0]] == "completed"
     assert statuses[ids[1]] == statuses[ids[2]] == statuses[gc] == "cancelled"
     root = reload(root)
-    assert root.counts == {"pending": 0, "running": 0, "completed": 1, "failed": 0,
-                           "cancelled": 3, "total": 4}
+    assert root.counts == {
+        "pending": 0,
+        "running": 0,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 3,
+        "total": 4,
+    }
     assert reload(running).counts["cancelled"] == 1
     # the running child's worker finishing later changes nothing
     assert not manager.complete(running, W, {"late": True})
@@ -234,8 +251,14 @@ def test_delete_subtree_adjusts_ancestor_counts(manager):
     ids = spawn(manager, root, 2)
     run_to_completion(manager, Job.get_by_id(ids[0]))
     assert manager.delete_tree(ids[0]) == 1
-    assert reload(root).counts == {"pending": 1, "running": 0, "completed": 0, "failed": 0,
-                                   "cancelled": 0, "total": 1}
+    assert reload(root).counts == {
+        "pending": 1,
+        "running": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 1,
+    }
 
 
 def test_logs_filter_by_minimum_level_and_tail(manager):

@@ -4,8 +4,8 @@ with a real Huey consumer in this process."""
 import time
 
 import pytest
-
 from conftest import make_config, wait_for
+
 from quaero import queries
 from quaero.executors.base import Executor, PermanentError, register
 from quaero.models import Job, JobLog
@@ -67,8 +67,9 @@ def test_timeout_fails_the_attempt_and_frees_the_worker(tmp_path):
     service.start()
     try:
         manager = services.manager
-        slow = manager.create_root("sleep", {"seconds": 30, "steps": 300}, timeout=0.5,
-                                   max_attempts=2)
+        slow = manager.create_root(
+            "sleep", {"seconds": 30, "steps": 300}, timeout=0.5, max_attempts=2
+        )
         quick = manager.create_root("noop", {})
         started = time.monotonic()
         assert wait_for(lambda: finished(quick.id), timeout=10).status == "completed"
@@ -84,8 +85,8 @@ def test_timeout_fails_the_attempt_and_frees_the_worker(tmp_path):
 
 def test_cancel_of_a_1000_job_tree_starts_no_child_afterwards(manager, worker):
     root = manager.create_root(
-        "fanout", {"children": 1000, "child_type": "sleep",
-                   "child_payload": {"seconds": 0.02}})
+        "fanout", {"children": 1000, "child_type": "sleep", "child_payload": {"seconds": 0.02}}
+    )
     wait_for(lambda: Job.get_by_id(root.id).n_completed >= 20, timeout=20)
     manager.cancel_tree(root.id)
     cancel_returned = time.time()
@@ -95,8 +96,16 @@ def test_cancel_of_a_1000_job_tree_starts_no_child_afterwards(manager, worker):
     root = Job.get_by_id(root.id)
     assert root.status == "cancelled" and root.n_pending == root.n_running == 0
     assert root.n_cancelled + root.n_completed == 1000
-    assert Job.select().where(Job.root_id == root.id, Job.status == "completed",
-                              Job.finished_at > cancel_returned + 0.1).count() == 0
+    assert (
+        Job.select()
+        .where(
+            Job.root_id == root.id,
+            Job.status == "completed",
+            Job.finished_at > cancel_returned + 0.1,
+        )
+        .count()
+        == 0
+    )
 
 
 def test_retry_reruns_failed_jobs_only_and_the_root_follows(manager, worker):
@@ -104,15 +113,19 @@ def test_retry_reruns_failed_jobs_only_and_the_root_follows(manager, worker):
     root2 = manager.create_root("fanout", {"children": 4, "child_type": "test_flaky"})
     root2 = wait_for(lambda: finished(root2.id), timeout=20)
     assert root2.status == "completed" and root2.n_failed == 4
-    completed_before = {j.id: (j.started_at, j.attempts) for j in Job.select().where(
-        Job.root_id == root2.id, Job.status == "completed")}
+    completed_before = {
+        j.id: (j.started_at, j.attempts)
+        for j in Job.select().where(Job.root_id == root2.id, Job.status == "completed")
+    }
     FLAKY["fail"] = False
     retried = manager.retry_tree(root2.id)
     assert retried.status == "running" and retried.n_pending + retried.n_running > 0
     root2 = wait_for(lambda: finished(root2.id), timeout=20)
     assert root2.status == "completed" and root2.n_completed == 4 and root2.n_failed == 0
-    after = {j.id: (j.started_at, j.attempts)
-             for j in Job.select().where(Job.id.in_(list(completed_before)))}
+    after = {
+        j.id: (j.started_at, j.attempts)
+        for j in Job.select().where(Job.id.in_(list(completed_before)))
+    }
     assert after == completed_before  # the root's own completed work did not run again
 
 
@@ -126,8 +139,9 @@ def test_retry_of_a_tree_without_failures_is_a_conflict(manager, worker):
 
 
 def test_pause_holds_pending_jobs_and_resume_releases_them(manager, worker):
-    root = manager.create_root("fanout", {"children": 60, "child_type": "sleep",
-                                          "child_payload": {"seconds": 0.05}})
+    root = manager.create_root(
+        "fanout", {"children": 60, "child_type": "sleep", "child_payload": {"seconds": 0.05}}
+    )
     wait_for(lambda: Job.get_by_id(root.id).n_completed >= 4, timeout=20)
     manager.set_paused(root.id, True)
     time.sleep(0.5)  # what was running finishes

@@ -14,8 +14,8 @@ from quaero.executors.base import public_types
 from quaero.metrics import render_metrics
 from quaero.models import LOG_LEVELS, STATUSES
 from quaero.serialize import job_to_dict, log_to_dict
-from quaero.validation import validate_create
 from quaero.services import Services
+from quaero.validation import validate_create
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ def json_body() -> dict[str, Any]:
     return data
 
 
-def int_arg(name: str, default: int | None, minimum: int = 0, maximum: int | None = None) -> int | None:
+def int_arg(
+    name: str, default: int | None, minimum: int = 0, maximum: int | None = None
+) -> int | None:
     """An integer query argument, or a 400 naming it."""
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -100,8 +102,12 @@ def create_job():
     body = validate_create(json_body())
     name = body.name or str(body.payload.get("url") or body.type)
     job = services().manager.create_root(
-        body.type, body.payload, name=name, priority=body.priority,
-        max_attempts=body.max_attempts, timeout=body.timeout,
+        body.type,
+        body.payload,
+        name=name,
+        priority=body.priority,
+        max_attempts=body.max_attempts,
+        timeout=body.timeout,
     )
     response = jsonify(job_to_dict(job))
     response.status_code = 201
@@ -158,8 +164,9 @@ def rerun(job_id: int):
         if not isinstance(overrides, dict):
             raise ValidationFailed("payload overrides must be an object", {"payload": "object"})
     original = _job_or_404(job_id)
-    spec = validate_create({"type": original.type,
-                            "payload": {**original.payload_data, **overrides}})
+    spec = validate_create(
+        {"type": original.type, "payload": {**original.payload_data, **overrides}}
+    )
     job = services().manager.rerun(job_id, spec.payload)
     response = jsonify(job_to_dict(job))
     response.status_code = 201

@@ -48,6 +48,8 @@ def init_app(app: Flask) -> None:
                 session.clear()
                 session["authenticated"] = True
                 target = request.args.get("next", "/jobs")
-                return redirect(target if target.startswith("/") and not target.startswith("//") else "/jobs")
+                return redirect(
+                    target if target.startswith("/") and not target.startswith("//") else "/jobs"
+                )
             error = "Wrong token."
         return render_template("login.html", error=error), (401 if error else 200)
