@@ -159,6 +159,7 @@ class JobManager:
             return job
 
         job = self.transaction(insert)
+        fault_point("before-enqueue")
         self.queue.enqueue([(job.id, priority)])
         return job
 
@@ -226,6 +227,7 @@ class JobManager:
             return ids
 
         created = self.transaction(insert)
+        fault_point("before-enqueue")
         self.queue.enqueue(created)
         return [job_id for job_id, _ in created]
 
@@ -503,6 +505,16 @@ class JobManager:
             # Ancestors of retried jobs wait for them again (own work stays done).
             reopen = {int(p) for _, _, path in retried for p in path.strip("/").split("/") if p}
             reopen -= set(ids)
+            unfinished_own_work = (
+                Job.select(Job.id).where(Job.id.in_(list(reopen)), Job.outcome.is_null()).first()
+                if reopen
+                else None
+            )
+            if unfinished_own_work is not None:
+                raise Conflict(
+                    f"job {unfinished_own_work.id}, an ancestor, never finished its own work; "
+                    f"retry job {unfinished_own_work.id} instead"
+                )
             if reopen:
                 Job.update(status="running", finished_at=None, updated_at=now).where(
                     Job.id.in_(list(reopen)), Job.status.in_(["completed", "failed", "cancelled"])
@@ -755,6 +767,13 @@ class JobManager:
         if orphans:
             logger.warning("re-queued %d pending jobs that had no queue message", len(orphans))
         return len(orphans)
+
+
+def fault_point(name: str) -> None:
+    """Chaos-test hook: with QUAERO_FAULT=<name> the process dies here, as on a crash."""
+    if os.environ.get("QUAERO_FAULT") == name:
+        logger.error("QUAERO_FAULT=%s: exiting abruptly", name)
+        os._exit(70)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -19,6 +19,7 @@ graph, for direct tests: "/redirect" (302 to "/"), "/redirect-loop" (302 to itse
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -99,6 +100,14 @@ def href_for(source: str, target: str, index: int, base_url: str) -> str:
     return forms[index % len(forms)]
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Ignores clients that hang up mid-response (a crawler killed by a chaos test)."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class TestSite:
     """A ThreadingHTTPServer on 127.0.0.1 (ephemeral port) serving a generated link graph."""
 
@@ -125,7 +134,7 @@ class TestSite:
     def start(self) -> TestSite:
         """Listen on an ephemeral port and serve from a daemon thread."""
         handler = type("Handler", (_Handler,), {"site": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

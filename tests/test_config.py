@@ -97,3 +97,8 @@ def test_paths_are_relative_to_the_config_file(tmp_path):
 def test_nonexistent_config_path_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         config_mod.load(tmp_path / "nope.toml")
+
+
+def test_environment_variables_of_other_sections_are_not_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUAERO_SOAK_SECONDS", "5")
+    assert config_mod.load(write(tmp_path, "")).queue.num_workers == 5
