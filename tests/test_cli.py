@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,31 +12,15 @@ import pytest
 import requests
 from conftest import wait_for
 
+from tests import procs
+from tests.procs import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_config(tmp_path: Path, port: int, **extra: str) -> Path:
-    text = f"""
-[server]
-port = {port}
-[queue]
-num_workers = {extra.get("workers", 3)}
-poll_interval = 0.02
-[jobs]
-lease_seconds = 5
-[crawler]
-allow_private_networks = true
-"""
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return path
+    return procs.write_config(tmp_path, port, f"[queue]\nnum_workers = {extra.get('workers', 3)}")
 
 
 def run_py(*args: str, **kw) -> subprocess.CompletedProcess:
