@@ -26,6 +26,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8085
     api_token: str = ""
+    read_only: bool = False
     threads: int = 8
     max_body_bytes: int = 1_000_000
 
@@ -71,8 +72,10 @@ class CrawlerConfig:
     max_bytes: int = 5_000_000
     max_pages: int = 1000
     max_depth: int = 10
+    max_redirects: int = 5
     respect_robots: bool = True
     allow_private_networks: bool = False
+    allow_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -144,11 +147,16 @@ MINIMUMS = {
     ("crawler", "max_bytes"): 1,
     ("crawler", "max_pages"): 1,
     ("crawler", "max_depth"): 0,
+    ("crawler", "max_redirects"): 0,
 }
 
 
 def _coerce(name: str, kind: type, value: object) -> object:
     """Check one value against its declared type; ints are accepted for floats."""
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+        return list(value)
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
@@ -166,6 +174,8 @@ def _coerce(name: str, kind: type, value: object) -> object:
 def _parse_env(name: str, kind: type, text: str) -> object:
     """Turn an environment variable's text into the key's type."""
     try:
+        if typing.get_origin(kind) is list:
+            return [part.strip() for part in text.split(",") if part.strip()]
         if kind is bool:
             if text.lower() in ("1", "true", "yes", "on"):
                 return True

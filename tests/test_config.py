@@ -102,3 +102,12 @@ def test_nonexistent_config_path_is_an_error(tmp_path):
 def test_environment_variables_of_other_sections_are_not_config(tmp_path, monkeypatch):
     monkeypatch.setenv("QUAERO_SOAK_SECONDS", "5")
     assert config_mod.load(write(tmp_path, "")).queue.num_workers == 5
+
+
+def test_list_keys_from_file_and_environment(tmp_path, monkeypatch):
+    config = config_mod.load(write(tmp_path, '[crawler]\nallow_hosts = ["a.local"]\n'))
+    assert config.crawler.allow_hosts == ["a.local"]
+    with pytest.raises(ConfigError, match="crawler.allow_hosts: expected a list"):
+        config_mod.load(write(tmp_path, '[crawler]\nallow_hosts = "a.local"\n'))
+    monkeypatch.setenv("QUAERO_CRAWLER_ALLOW_HOSTS", "a.local, b.local:8080")
+    assert config_mod.load(write(tmp_path, "")).crawler.allow_hosts == ["a.local", "b.local:8080"]
