@@ -1,13 +1,17 @@
 // Alpine components for the quaero jobs page (pages/jobs.html).
 //
 // The server renders a complete first page; these components take it over:
-//   jobsPage  - status counts, the roots table and its paging, refreshed every 2 s
-//   newCrawl  - the "New crawl" form (POST /api/jobs, field errors next to inputs)
-//   jobModal  - the details dialog: job, children, logs tail, cancel/retry/delete
-// They talk through window events ("open-job", "jobs-changed") and the "flash" store.
-// Everything from the API is shown with x-text, never as HTML: crawled titles and
-// URLs are hostile. No inline handlers beyond short expressions, so a later move to
-// Alpine's CSP build stays easy.
+//   jobsPage   - status counts, filters, the roots table and its paging, kept live
+//   newCrawl   - the "New crawl" form (POST /api/jobs, field errors next to inputs)
+//   jobModal   - the details dialog: job, children, log tail, cancel/retry/delete
+//   $store.confirm - the confirmation dialog every action goes through
+//   $store.flash   - the one-line result of the last action
+// They talk through window events ("open-job", "jobs-changed", "job-updated").
+//
+// The page runs under `script-src 'self'` with Alpine's CSP build, which evaluates
+// attribute expressions with its own small parser (no eval): the template only uses
+// property paths and method calls, and every bit of logic lives here. Everything from
+// the API is shown with x-text, never as HTML: crawled titles and URLs are hostile.
 'use strict';
 
 (() => {
@@ -16,6 +20,7 @@
   const LOG_LIMIT = 200;
   const LOG_PAGES_PER_TICK = 5;   // catch up at most 1000 lines per poll
   const MAX_LOG_LINES = 5000;     // keep the DOM small on chatty jobs
+  const SEARCH_DEBOUNCE_MS = 350;
   const FINISHED = ['completed', 'failed', 'cancelled'];
   const ACTIVE = ['pending', 'running'];
 
@@ -45,9 +50,14 @@
     }
   }
 
-  /** Call the JSON API; resolve to the body, or reject with an ApiError. */
-  async function api(method, path, body) {
-    const options = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  /** Call the JSON API; resolve to the response, or reject with an ApiError. */
+  async function request(method, path, body, headers) {
+    const options = {
+      method,
+      credentials: 'same-origin',
+      cache: 'no-store',   // revalidation is ours (ETags below), not the HTTP cache's
+      headers: { Accept: 'application/json', ...(headers || {}) },
+    };
     if (body !== undefined) {
       options.headers['Content-Type'] = 'application/json';
       options.body = JSON.stringify(body);
@@ -58,6 +68,7 @@
     } catch (err) {
       throw new ApiError(`network error (${err.message})`, 0);
     }
+    if (response.status === 304) return { response, data: null };
     const text = await response.text();
     let data = null;
     try {
@@ -69,7 +80,30 @@
       const error = (data && data.error) || {};
       throw new ApiError(error.message || `HTTP ${response.status}`, response.status, error.code, error.fields);
     }
-    return data;
+    return { response, data };
+  }
+
+  /** A state-changing call (or a plain GET): the body of the answer. */
+  async function api(method, path, body) {
+    return (await request(method, path, body)).data;
+  }
+
+  // The last ETag and body of each polled URL: an unchanged answer is a bodiless 304.
+  const ETAGS = new Map();
+  const MAX_ETAGS = 64;
+
+  /** GET with If-None-Match: {changed, data}; `changed` is false on a 304. */
+  async function poll304(path) {
+    const known = ETAGS.get(path);
+    const { response, data } = await request('GET', path, undefined, known ? { 'If-None-Match': known.etag } : {});
+    if (response.status === 304 && known) return { changed: false, data: known.data };
+    const etag = response.headers.get('ETag');
+    ETAGS.delete(path);
+    if (etag) {
+      ETAGS.set(path, { etag, data });
+      if (ETAGS.size > MAX_ETAGS) ETAGS.delete(ETAGS.keys().next().value);
+    }
+    return { changed: true, data };
   }
 
   /** "a=1&b=x" from an object, leaving out empty values. */
@@ -81,7 +115,7 @@
     return search.toString();
   }
 
-  /** Run fn every ms while the tab is visible, never two at once; again on becoming visible. */
+  /** Run fn every ms while the tab is visible, never two at once; at once on becoming visible. */
   function poll(fn, ms) {
     let busy = false;
     const tick = async () => {
@@ -125,6 +159,9 @@
     pct(job) {
       return Math.max(0, Math.min(100, Math.round((job.progress || 0) * 100)));
     },
+    pctText(job) {
+      return `${format.pct(job)}%`;
+    },
     count(job, status) {
       return (job.counts && job.counts[status]) || 0;
     },
@@ -133,51 +170,115 @@
       const done = (c.completed || 0) + (c.failed || 0) + (c.cancelled || 0);
       return `${done}/${c.total || 0} (${c.failed || 0} failed)`;
     },
+    badgeClass(status) {
+      return `badge-${status}`;
+    },
     json(value) {
       return JSON.stringify(value === undefined ? null : value, null, 2);
     },
+    readOnly() {
+      return Boolean(initialState().read_only);
+    },
     canCancel(job) {
-      return ACTIVE.includes(job.status);
+      return !format.readOnly() && ACTIVE.includes(job.status);
     },
     canDelete(job) {
-      return FINISHED.includes(job.status);
+      return !format.readOnly() && FINISHED.includes(job.status);
     },
     canRetry(job) {
+      if (format.readOnly()) return false;
       return job.status === 'failed' || job.status === 'cancelled'
-        || (job.status === 'completed' && format.count(job, 'failed') > 0);
+        || format.count(job, 'failed') > 0 || format.count(job, 'cancelled') > 0;
     },
   };
 
-  const ACTION_TEXT = {
-    cancel: ['Cancel job %s and every unfinished job under it?', 'Cancelled job %s.'],
-    retry: ['Retry job %s (or its failed descendants)?', 'Retrying job %s.'],
-    delete: ['Delete job %s with all its descendants and logs? This cannot be undone.', 'Deleted job %s.'],
+  // ---- actions: confirm, call the API, show the result at once -------------------
+
+  const ACTIONS = {
+    cancel: {
+      question: 'Cancel job %s and every unfinished job under it?',
+      button: 'Cancel job',
+      done: 'Cancelled job %s.',
+    },
+    retry: {
+      question: 'Run the failed and cancelled jobs under %s again?',
+      button: 'Retry',
+      done: 'Retrying the failed and cancelled jobs of %s.',
+    },
+    delete: {
+      question: 'Delete job %s with all its descendants and logs? This cannot be undone.',
+      button: 'Delete',
+      done: 'Deleted job %s.',
+    },
   };
 
   /** Confirm, run cancel/retry/delete on a job, report it; true when it was done. */
   async function runAction(kind, job) {
-    const [question, done] = ACTION_TEXT[kind];
+    const action = ACTIONS[kind];
     const name = `#${job.id}`;
-    if (!window.confirm(question.replace('%s', `${name} (${format.label(job)})`))) return false;
+    const ok = await window.Alpine.store('confirm').ask(
+      action.question.replace('%s', `${name} (${format.label(job)})`), action.button, kind !== 'retry',
+    );
+    if (!ok) return false;
+    let answer;
     try {
-      if (kind === 'delete') await api('DELETE', `/jobs/${job.id}`);
-      else await api('POST', `/jobs/${job.id}/${kind}`, {});
+      if (kind === 'delete') answer = await api('DELETE', `/jobs/${job.id}`);
+      else answer = await api('POST', `/jobs/${job.id}/${kind}`, {});
     } catch (err) {
       flash(`Could not ${kind} job ${name}: ${err.message}`, 'error');
       emit('jobs-changed', { id: job.id, action: 'refresh' });
       return false;
     }
-    flash(done.replace('%s', name), 'ok');
+    flash(action.done.replace('%s', name), 'ok');
+    // The answer is the job's new state: show it before the next poll comes round.
+    if (kind !== 'delete' && answer && answer.id === job.id) emit('job-updated', { job: answer });
     emit('jobs-changed', { id: job.id, action: kind });
     return true;
   }
 
-  /** Put ?job=ID into the address bar (or take it out) without a navigation. */
+  // ---- the address bar: filters and the open job ---------------------------------
+
+  const DEFAULT_LIMIT = 50;
+
+  /** Filters and open job read from the current URL. */
+  function readUrl() {
+    const params = new URLSearchParams(window.location.search);
+    const int = (key, fallback) => {
+      const value = Number.parseInt(params.get(key) || '', 10);
+      return Number.isFinite(value) && value >= 0 ? value : fallback;
+    };
+    const job = params.get('job');
+    return {
+      filters: {
+        status: params.get('status') || '',
+        type: params.get('type') || '',
+        q: params.get('q') || '',
+        limit: int('limit', DEFAULT_LIMIT) || DEFAULT_LIMIT,
+        offset: int('offset', 0),
+      },
+      job: job && /^\d+$/.test(job) ? Number(job) : null,
+    };
+  }
+
+  /** "?status=…&job=…" for these filters and open job (defaults left out). */
+  function pageSearch(filters, job) {
+    const search = query({
+      status: filters.status,
+      type: filters.type,
+      q: filters.q,
+      limit: filters.limit && filters.limit !== DEFAULT_LIMIT ? filters.limit : '',
+      offset: filters.offset || '',
+      job: job === null || job === undefined ? '' : job,
+    });
+    return search ? `?${search}` : '?';
+  }
+
+  /** The open job in the address bar (no history entry: closing is not "back"). */
   function setJobInUrl(id) {
     const url = new URL(window.location.href);
     if (id === null) url.searchParams.delete('job');
     else url.searchParams.set('job', String(id));
-    window.history.replaceState(window.history.state, '', url);
+    if (url.href !== window.location.href) window.history.replaceState(window.history.state, '', url);
   }
 
   document.addEventListener('alpine:init', () => {
@@ -191,71 +292,179 @@
         this.text = text;
         this.kind = kind;
         clearTimeout(this.timer);
-        this.timer = setTimeout(() => this.clear(), kind === 'error' ? 12000 : 5000);
+        this.timer = setTimeout(() => this.clear(), kind === 'error' ? 12000 : 6000);
       },
       clear() {
         this.text = '';
       },
+      flashClass() {
+        return `flash-${this.kind}`;
+      },
     });
 
-    // ---- the roots table, counts and paging -------------------------------------
+    // A <dialog> of our own instead of window.confirm(): styled, keyboard-friendly,
+    // and a test can treat any native dialog as a script that should not have run.
+    Alpine.store('confirm', {
+      open: false,
+      text: '',
+      button: 'OK',
+      danger: true,
+      resolve: null,
+      ask(text, button, danger) {
+        const dialog = document.getElementById('confirm-dialog');
+        if (this.resolve) this.resolve(false);
+        this.text = text;
+        this.button = button;
+        this.danger = danger;
+        this.open = true;
+        return new Promise((resolve) => {
+          this.resolve = resolve;
+          if (dialog && !dialog.open) dialog.showModal();
+          const ok = document.getElementById('confirm-ok');
+          if (ok) ok.focus();
+        });
+      },
+      answer(value) {
+        const resolve = this.resolve;
+        this.resolve = null;
+        this.open = false;
+        const dialog = document.getElementById('confirm-dialog');
+        if (dialog && dialog.open) dialog.close();
+        if (resolve) resolve(value);
+      },
+      yes() {
+        this.answer(true);
+      },
+      no() {
+        this.answer(false);
+      },
+      okClass() {
+        return this.danger ? 'danger' : 'primary';
+      },
+    });
+
+    // ---- the roots table, counts, filters and paging --------------------------------
 
     Alpine.data('jobsPage', () => ({
       ...format,
       jobs: [],
       total: 0,
-      filters: {},
+      filters: { status: '', type: '', q: '', limit: DEFAULT_LIMIT, offset: 0 },
       stats: { counts: {} },
       refreshError: '',
       requested: 0,   // sequence number of the last refresh sent ...
       applied: 0,     // ... and of the last one shown, so a slow answer never wins
-      jobsJson: '',
+      searchTimer: null,
 
       init() {
         const initial = initialState();
         this.jobs = initial.jobs || [];
-        this.jobsJson = JSON.stringify(this.jobs);
         this.total = initial.total || 0;
-        this.filters = initial.filters || {};
+        this.filters = { ...this.filters, ...(initial.filters || {}) };
         this.stats = initial.stats || { counts: {} };
         // The x-for rows take over from the server-rendered ones: one copy only.
         const serverRows = this.$el.querySelector('[data-server-rows]');
         if (serverRows) serverRows.remove();
         window.addEventListener('jobs-changed', () => this.refresh());
+        window.addEventListener('job-updated', (event) => this.patchRow(event.detail.job));
+        window.addEventListener('popstate', () => this.fromUrl());
         poll(() => this.refresh(), POLL_MS);
       },
 
       async refresh() {
         const seq = ++this.requested;
         const f = this.filters;
+        const listPath = '/jobs?' + query({ status: f.status, type: f.type, q: f.q, limit: f.limit, offset: f.offset });
         try {
-          const [list, stats] = await Promise.all([
-            api('GET', '/jobs?' + query({ status: f.status, type: f.type, q: f.q, limit: f.limit, offset: f.offset })),
-            api('GET', '/stats'),
-          ]);
+          const [list, stats] = await Promise.all([poll304(listPath), poll304('/stats')]);
           if (seq < this.applied) return;
           this.applied = seq;
-          // Replace rows only when something changed: keeps text selections and focus.
-          const json = JSON.stringify(list.jobs);
-          if (json !== this.jobsJson) {
-            this.jobsJson = json;
-            this.jobs = list.jobs;
+          // Rows are keyed by id, so a new array only touches the rows that changed:
+          // scroll position, focus and text selections stay where they are.
+          if (list.changed) {
+            this.jobs = list.data.jobs;
+            this.total = list.data.total;
           }
-          this.total = list.total;
-          this.stats = stats;
+          if (stats.changed) this.stats = stats.data;
           this.refreshError = '';
         } catch (err) {
           this.refreshError = `Auto-refresh failed: ${err.message}. Retrying…`;
         }
       },
 
+      /** Show an action's answer in its row at once. */
+      patchRow(job) {
+        const at = this.jobs.findIndex((row) => row.id === job.id);
+        if (at >= 0) this.jobs = [...this.jobs.slice(0, at), job, ...this.jobs.slice(at + 1)];
+      },
+
+      // -- filters and the address bar
+      applyFilters() {
+        clearTimeout(this.searchTimer);
+        this.filters.offset = 0;
+        this.navigate();
+      },
+      searchTyped() {
+        clearTimeout(this.searchTimer);
+        this.searchTimer = setTimeout(() => this.applyFilters(), SEARCH_DEBOUNCE_MS);
+      },
+      setStatus(status) {
+        this.filters.status = status;
+        this.applyFilters();
+      },
+      clearFilters() {
+        this.filters.status = '';
+        this.filters.type = '';
+        this.filters.q = '';
+        this.applyFilters();
+      },
+      hasFilters() {
+        return Boolean(this.filters.status || this.filters.type || this.filters.q);
+      },
+      goPage(step) {
+        const f = this.filters;
+        f.offset = Math.max(0, (f.offset || 0) + step * (f.limit || DEFAULT_LIMIT));
+        this.navigate();
+      },
+      /** Push the filters into the URL (a history entry: Back undoes a filter) and reload. */
+      navigate() {
+        const search = pageSearch(this.filters, readUrl().job);
+        if (search !== (window.location.search || '?')) window.history.pushState(null, '', search);
+        this.refresh();
+      },
+      /** Back/Forward: take filters (and the open job) from the URL. */
+      fromUrl() {
+        const { filters, job } = readUrl();
+        this.filters = filters;
+        this.refresh();
+        emit(job === null ? 'close-job' : 'open-job', { id: job });
+      },
+
+      // -- what the template reads
       countOf(status) {
         return (this.stats.counts && this.stats.counts[status]) || 0;
       },
+      queueDepth() {
+        return this.stats.queue_depth === undefined ? '—' : this.stats.queue_depth;
+      },
+      workersAlive() {
+        return this.stats.workers_alive || 0;
+      },
+      // Object form: it also removes a class the server rendered.
+      workersClass() {
+        return { warn: !this.stats.workers_alive };
+      },
+      statClass(status) {
+        return { active: this.filters.status === status };
+      },
+      statCurrent(status) {
+        return this.filters.status === status ? 'true' : null;
+      },
+      statusHref(status) {
+        return pageSearch({ ...this.filters, status, offset: 0 }, null);
+      },
       jobHref(id) {
-        const params = new URLSearchParams(window.location.search);
-        params.set('job', String(id));
-        return '?' + params.toString();
+        return pageSearch(this.filters, id);
       },
       openJob(id) {
         emit('open-job', { id });
@@ -268,6 +477,23 @@
       },
       hasNext() {
         return (this.filters.offset || 0) + (this.filters.limit || 0) < this.total;
+      },
+      noPrev() {
+        return !this.hasPrev();
+      },
+      noNext() {
+        return !this.hasNext();
+      },
+      prevHref() {
+        const f = this.filters;
+        return pageSearch({ ...f, offset: Math.max(0, f.offset - f.limit) }, null);
+      },
+      nextHref() {
+        const f = this.filters;
+        return pageSearch({ ...f, offset: f.offset + f.limit }, null);
+      },
+      noJobs() {
+        return this.jobs.length === 0;
       },
       rangeText() {
         if (!this.total) return 'no jobs';
@@ -292,9 +518,12 @@
       invalid(key) {
         return this.errors[key] ? 'true' : null;
       },
+      hidden() {
+        return format.readOnly();
+      },
 
-      async submit(event) {
-        const form = event.target;
+      async submit() {
+        const form = this.$el;
         const data = new FormData(form);
         const payload = { url: String(data.get('url') || '').trim(), same_host: data.get('same_host') !== null };
         for (const key of ['depth', 'max_pages']) {
@@ -317,6 +546,7 @@
             .filter(([key]) => !FORM_FIELDS.includes(key))
             .map(([key, message]) => `${key}: ${message}`);
           this.formError = [err.message, ...others].join(' — ');
+          this.busy = false;
           this.$nextTick(() => {
             const first = FORM_FIELDS.find((key) => this.errors[key]);
             const input = first && form.elements[first.slice('payload.'.length)];
@@ -336,12 +566,10 @@
       isOpen: false,
       jobId: null,
       job: null,
-      jobJson: '',
       error: '',
       gone: false,          // 404: stop polling a deleted job
       trail: [],            // [{id, label}] from the root down to the open job
       children: [],
-      childrenJson: '',
       childrenTotal: 0,
       childOffset: 0,
       childStatus: '',
@@ -356,7 +584,11 @@
       init() {
         this.statuses = initialState().statuses || [];
         window.addEventListener('open-job', (event) => this.open(event.detail.id));
+        window.addEventListener('close-job', () => this.close());
         window.addEventListener('jobs-changed', (event) => this.onJobsChanged(event.detail || {}));
+        window.addEventListener('job-updated', (event) => {
+          if (event.detail.job.id === this.jobId) this.job = event.detail.job;
+        });
         poll(() => this.refresh(), POLL_MS);
         const first = initialState().open_job;
         if (first !== null && first !== undefined) this.open(first);
@@ -375,15 +607,15 @@
           this.generation++;
           this.jobId = id;
           this.job = null;
-          this.jobJson = '';
           this.error = '';
           this.gone = false;
           this.children = [];
-          this.childrenJson = '';
           this.childrenTotal = 0;
           this.childOffset = 0;
           this.childStatus = '';
           this.clearLogs();
+          const panel = this.$refs.panel;
+          if (panel) panel.scrollTop = 0;
         }
         setJobInUrl(id);
         return this.refresh();
@@ -401,6 +633,12 @@
         document.documentElement.classList.remove('modal-open');
         setJobInUrl(null);
         if (this.returnFocus && this.returnFocus.isConnected) this.returnFocus.focus();
+      },
+
+      /** Esc closes the dialog, unless it is answering a confirmation. */
+      onEscape() {
+        if (Alpine.store('confirm').open) return;
+        this.close();
       },
 
       async refresh() {
@@ -424,15 +662,11 @@
         const generation = this.generation;
         const id = this.jobId;
         try {
-          const job = await api('GET', `/jobs/${id}`);
+          const { changed, data } = await poll304(`/jobs/${id}`);
           if (generation !== this.generation) return;
-          const json = JSON.stringify(job);
-          if (json !== this.jobJson) {
-            this.jobJson = json;
-            this.job = job;
-          }
+          if (changed || !this.job) this.job = data;
           this.error = '';
-          await this.updateTrail(job, generation);
+          await this.updateTrail(data, generation);
         } catch (err) {
           if (generation !== this.generation) return;
           if (err.status === 404) {
@@ -450,7 +684,9 @@
         const crumb = { id: job.id, label: format.label(job) };
         const at = this.trail.findIndex((c) => c.id === job.id);
         if (at >= 0) {
-          this.trail = [...this.trail.slice(0, at), crumb];
+          if (this.trail.length !== at + 1 || this.trail[at].label !== crumb.label) {
+            this.trail = [...this.trail.slice(0, at), crumb];
+          }
           return;
         }
         const last = this.trail[this.trail.length - 1];
@@ -477,14 +713,10 @@
         const generation = this.generation;
         const params = query({ limit: CHILDREN_LIMIT, offset: this.childOffset, status: this.childStatus });
         try {
-          const page = await api('GET', `/jobs/${this.jobId}/children?${params}`);
-          if (generation !== this.generation) return;
-          const json = JSON.stringify(page.jobs);
-          if (json !== this.childrenJson) {
-            this.childrenJson = json;
-            this.children = page.jobs;
-          }
-          this.childrenTotal = page.total;
+          const { changed, data } = await poll304(`/jobs/${this.jobId}/children?${params}`);
+          if (generation !== this.generation || !changed) return;
+          this.children = data.jobs;
+          this.childrenTotal = data.total;
         } catch (err) {
           if (generation === this.generation && err.status !== 404) {
             this.error = `Could not load children: ${err.message}`;
@@ -500,19 +732,30 @@
         this.childOffset = Math.max(0, this.childOffset + step * CHILDREN_LIMIT);
         return this.loadChildren();
       },
-      childHasPrev() {
-        return this.childOffset > 0;
+      childNoPrev() {
+        return this.childOffset <= 0;
       },
-      childHasNext() {
-        return this.childOffset + CHILDREN_LIMIT < this.childrenTotal;
+      childNoNext() {
+        return this.childOffset + CHILDREN_LIMIT >= this.childrenTotal;
       },
       childRangeText() {
-        if (!this.childrenTotal) return 'none';
+        if (!this.childrenTotal) return this.childStatus ? `none ${this.childStatus}` : 'none';
         const last = this.childOffset + this.children.length;
         return `${this.childOffset + 1}–${last} of ${this.childrenTotal}`;
       },
+      childrenCount() {
+        return `(${this.childrenTotal})`;
+      },
+      noChildren() {
+        return this.children.length === 0;
+      },
       childProgress(child) {
         return this.count(child, 'total') ? `${this.pct(child)}% · ${this.doneText(child)}` : `${this.pct(child)}%`;
+      },
+      /** A crawled page's <title>, as plain text (it is whatever the site says). */
+      childTitle(child) {
+        const title = child.result && child.result.title;
+        return typeof title === 'string' ? title : '';
       },
 
       clearLogs() {
@@ -524,6 +767,9 @@
         this.clearLogs();
         return this.loadLogs();
       },
+      noLogs() {
+        return this.logs.length === 0;
+      },
 
       /** Append lines after the last one seen (tail -f by polling). */
       async loadLogs() {
@@ -533,7 +779,7 @@
           let lines;
           try {
             const params = query({ after_id: this.lastLogId, limit: LOG_LIMIT, level: this.logLevel });
-            lines = (await api('GET', `/jobs/${this.jobId}/logs?${params}`)).logs || [];
+            lines = (await poll304(`/jobs/${this.jobId}/logs?${params}`)).data.logs || [];
           } catch (err) {
             if (generation === this.generation && err.status !== 404) {
               this.error = `Could not load logs: ${err.message}`;
@@ -557,23 +803,80 @@
         const box = this.$refs.logs || document.getElementById('modal-logs');
         if (this.follow && box) box.scrollTop = box.scrollHeight;
       },
+      /** Scrolling up in the log stops following it; back at the bottom resumes. */
+      logScrolled() {
+        const box = this.$refs.logs;
+        if (!box) return;
+        const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
+        if (this.follow !== atBottom && this.logs.length) this.follow = atBottom;
+      },
 
       act(kind) {
         return this.job ? runAction(kind, this.job) : false;
       },
+      openParent() {
+        if (this.job && this.job.parent_id) this.open(this.job.parent_id);
+      },
 
+      // -- what the template reads about the open job
       title() {
         if (this.job) return `#${this.job.id} ${format.label(this.job)}`;
         return this.jobId === null ? '' : `Job #${this.jobId}`;
+      },
+      loading() {
+        return !this.job && !this.error;
+      },
+      hasTrail() {
+        return this.trail.length > 1;
       },
       crumbText(crumb) {
         const text = `#${crumb.id} ${crumb.label}`;
         return text.length > 40 ? text.slice(0, 39) + '…' : text;
       },
+      crumbCurrent(crumb) {
+        return crumb.id === this.jobId ? 'page' : null;
+      },
+      parentText() {
+        return this.job && this.job.parent_id ? `#${this.job.parent_id}` : '';
+      },
+      rootText() {
+        return `#${this.job.root_id}`;
+      },
+      attemptsText() {
+        return `${this.job.attempts} / ${this.job.max_attempts}`;
+      },
+      orDash(value) {
+        return value === null || value === undefined || value === '' ? '—' : String(value);
+      },
+      /** How long the job waited in the queue before its (last) start. */
+      waitedText() {
+        const job = this.job;
+        if (!job.started_at) return '—';
+        return format.fmtDuration(Math.max(0, (Date.parse(job.started_at) - Date.parse(job.created_at)) / 1000));
+      },
+      pausedText() {
+        return this.job.paused ? 'yes (pending jobs held back)' : 'no';
+      },
       /** The payload URL as a link target, only when it is plain http(s). */
-      safeUrl(job) {
-        const url = job.payload && job.payload.url;
+      safeUrl() {
+        const url = this.job && this.job.payload && this.job.payload.url;
         return typeof url === 'string' && /^https?:\/\//i.test(url) ? url : '';
+      },
+      rawUrl() {
+        const url = this.job && this.job.payload && this.job.payload.url;
+        return url === undefined || url === null ? '—' : String(url);
+      },
+      countText(status) {
+        return `${status} ${this.count(this.job, status)}`;
+      },
+      totalText() {
+        return String(this.count(this.job, 'total'));
+      },
+      payloadJson() {
+        return format.json(this.job.payload);
+      },
+      resultJson() {
+        return format.json(this.job.result);
       },
     }));
   });

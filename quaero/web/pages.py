@@ -1,4 +1,4 @@
-"""The jobs page: server-rendered roots table that Alpine.js then keeps live."""
+"""The jobs page: server-rendered roots table that Alpine.js (CSP build) then keeps live."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from quaero.errors import ValidationFailed
 from quaero.executors.base import public_types
 from quaero.models import STATUSES
 from quaero.serialize import job_to_dict
+from quaero.web import live
 from quaero.web.api import job_filter, services
 
 bp = Blueprint("pages", __name__)
+bp.register_blueprint(live.bp)  # ETag / 304 on the API reads the page polls
 
 
 @bp.get("/")
@@ -43,4 +45,5 @@ def jobs_page():
         types=public_types(),
         stats={k: stats[k] for k in ("counts", "queue_depth", "workers_alive")},
         open_job=int(open_job) if open_job.isdigit() else None,
+        read_only=services().config.server.read_only,
     )

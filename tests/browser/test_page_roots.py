@@ -1,68 +1,14 @@
-"""The jobs page in headless Chromium (Debian's, driven by Playwright), against a real
-server, a real worker and a real crawl of a local site."""
+"""The roots table, its counts, filters, paging and live refresh, and the new-crawl form,
+in headless Chromium against a real server, worker and crawl of a local site."""
 
-import os
 import re
-import shutil
 
 import pytest
 
+from tests.browser.helpers import open_context
 from tests.sites import TestSite
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed; `make test` installs it with apt-get")
-        pytest.skip("chromium is not installed (make test installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = context.new_page()
-    problems = []
-    pg.on(
-        "console",
-        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-    )
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-    pg.on(
-        "request",
-        lambda r: (
-            problems.append(f"off-host request: {r.url}")
-            if not r.url.startswith(live_server)
-            else None
-        ),
-    )
-    pg.set_default_timeout(15_000)
-    pg.expected_console_errors = []  # a test that provokes an HTTP error names it here
-    yield pg
-    context.close()
-    unexpected = [
-        p for p in problems if not any(allowed in p for allowed in pg.expected_console_errors)
-    ]
-    assert unexpected == []
 
 
 @pytest.fixture
@@ -108,7 +54,7 @@ def test_form_shows_field_errors_from_the_api(page, live_server):
     from playwright.sync_api import expect
 
     # the browser logs the expected 400 response; that is not a problem of the page
-    page.expected_console_errors.append("status of 400")
+    page.watch.expected.append("status of 400")
     page.goto(f"{live_server}/jobs")
     form = page.locator("#new-job-form")
     form.locator("input[name=url]").fill("ftp://example.org/")
@@ -118,8 +64,7 @@ def test_form_shows_field_errors_from_the_api(page, live_server):
 
 def test_the_table_renders_with_javascript_off(browser, live_server, manager):
     job = manager.create_root("noop", {}, name="no-js-root")
-    context = browser.new_context(java_script_enabled=False)
-    pg = context.new_page()
+    context, pg = open_context(browser, live_server, java_script_enabled=False)
     pg.goto(f"{live_server}/jobs")
     row = pg.locator(f'#jobs-table tr[data-job-id="{job.id}"]')
     assert row.count() == 1 and "no-js-root" in row.inner_text()
