@@ -49,6 +49,7 @@ class DatabaseConfig:
     """The metadata store of jobs and logs."""
 
     url: str = "sqlite:///data/quaero.db"
+    max_connections: int = 20
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ MINIMUMS = {
     ("server", "max_body_bytes"): 1024,
     ("queue", "num_workers"): 1,
     ("queue", "poll_interval"): 0.001,
+    ("database", "max_connections"): 2,
     ("jobs", "max_attempts"): 1,
     ("jobs", "lease_seconds"): 1,
     ("jobs", "retry_base_seconds"): 0,

@@ -71,9 +71,9 @@ def make_database(url: str, max_connections: int = 32) -> peewee.Database:
     raise ValueError(f"database url {url!r}: scheme must be sqlite:/// or postgresql://")
 
 
-def open_database(url: str) -> peewee.Database:
+def open_database(url: str, max_connections: int = 20) -> peewee.Database:
     """Create the database for `url`, bind the models to it and apply migrations."""
-    db = make_database(url)
+    db = make_database(url, max_connections)
     database_proxy.initialize(db)
     apply_migrations(db)
     return db

@@ -84,6 +84,23 @@ class JobManager:
         update = {COUNTER[status]: COUNTER[status] + delta for status, delta in changes.items()}
         Job.update(update).where(Job.id.in_(ids)).execute()
 
+    def _lock(self, ids: Iterable[int]) -> None:
+        """PostgreSQL: row-lock jobs in ascending id order before changing any of them.
+
+        Every transaction locks the chain root → … → job it changes first. Ids grow
+        down a tree, so all transactions take locks in one global order and can never
+        deadlock; the root row serialises the changes of one tree, as SQLite's single
+        writer does. SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
+        """
+        if self.is_postgres:
+            ids = sorted(set(ids))
+            if ids:
+                list(Job.select(Job.id).where(Job.id.in_(ids)).order_by(Job.id).for_update())
+
+    def _lock_chain(self, job: Job) -> None:
+        """Lock a job and its ancestors (PostgreSQL), root first."""
+        self._lock([*job.ancestor_ids, job.id])
+
     def _settle(self, job_id: int | None, now: float) -> None:
         """Finish ancestors whose own work is done and whose descendants all finished."""
         while job_id is not None:
@@ -179,20 +196,15 @@ class JobManager:
 
         def insert() -> list[tuple[int, int]]:
             # The parent must still be running: a cancel that committed first wins, so
-            # no child of a cancelled job is ever created (FOR UPDATE orders the two).
-            alive = Job.select(Job.status, Job.paused).where(Job.id == parent.id)
-            if self.is_postgres:
-                alive = alive.for_update()
-            row = alive.first()
+            # no child of a cancelled job is ever created (the chain lock orders them).
+            self._lock_chain(parent)
+            row = Job.select(Job.status, Job.paused).where(Job.id == parent.id).first()
             if row is None or row.status != "running":
                 return []
             paused = bool(row.paused)
             todo = specs
             if root_limit is not None:
-                root = Job.select(*COUNTER.values()).where(Job.id == parent.root_id)
-                if self.is_postgres:
-                    root = root.for_update()
-                root = root.first()
+                root = Job.select(*COUNTER.values()).where(Job.id == parent.root_id).first()
                 remaining = root_limit - (root.counts["total"] if root else 0)
                 todo = specs[: max(0, remaining)]
             rows = [
@@ -239,8 +251,16 @@ class JobManager:
         now = time.time()
         lease = now + self.config.jobs.lease_seconds
 
+        chain: list[int] = []
+        if self.is_postgres:  # the ancestors, to lock them first (see _lock)
+            path = Job.select(Job.path).where(Job.id == job_id).scalar()
+            if path is None:
+                return None
+            chain = [int(part) for part in path.strip("/").split("/") if part]
+
         def update() -> Job | None:
-            changed = (
+            self._lock([*chain, job_id])
+            claimed = list(
                 Job.update(
                     status="running",
                     attempts=Job.attempts + 1,
@@ -256,11 +276,12 @@ class JobManager:
                     Job.paused == False,  # noqa: E712 (SQL, not Python)
                     (Job.run_after.is_null()) | (Job.run_after <= now + 0.5),
                 )
+                .returning(Job)
                 .execute()
             )
-            if not changed:
+            if not claimed:
                 return None
-            job = Job.get_by_id(job_id)
+            job = claimed[0]
             self._shift(job.ancestor_ids, {"pending": -1, "running": 1})
             return job
 
@@ -292,6 +313,7 @@ class JobManager:
         now = time.time()
 
         def update() -> bool:
+            self._lock_chain(job)
             changed = (
                 Job.update(
                     status="pending",
@@ -342,6 +364,7 @@ class JobManager:
         no_open_descendants = (Job.n_pending + Job.n_running) == 0
 
         def update() -> bool:
+            self._lock_chain(job)
             rows = list(
                 Job.update(
                     outcome=outcome,
@@ -393,6 +416,8 @@ class JobManager:
 
         def update() -> Job:
             job = self.get_or_404(job_id)
+            self._lock_chain(job)
+            job = self.get_or_404(job_id)  # as of the lock
             if job.status not in UNFINISHED:
                 raise Conflict(
                     f"job {job_id} is {job.status}; only pending or running jobs can be cancelled"
@@ -454,6 +479,8 @@ class JobManager:
 
         def delete() -> int:
             job = self.get_or_404(job_id)
+            self._lock_chain(job)
+            job = self.get_or_404(job_id)
             if job.status in UNFINISHED:
                 raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting")
             subtree = self._subtree(job)
@@ -480,6 +507,8 @@ class JobManager:
 
         def update() -> list[tuple[int, int]]:
             job = self.get_or_404(job_id)
+            # the whole tree's counters are recounted: lock from the root
+            self._lock([job.root_id, *job.ancestor_ids, job.id])
             again = Job.status.in_(["failed", "cancelled"])
             subtree = self._subtree(job)
             retried = list(
@@ -551,6 +580,7 @@ class JobManager:
 
         def update() -> list[tuple[int, int]]:
             job = self.get_or_404(job_id)
+            self._lock_chain(job)
             if paused and job.status not in UNFINISHED:
                 raise Conflict(f"job {job_id} is {job.status}; only unfinished jobs can be paused")
             if not paused and not job.paused:
@@ -630,12 +660,18 @@ class JobManager:
             update={Worker.last_heartbeat: now, Worker.stopped_at: None},
         ).execute()
 
-    def heartbeat(self, worker_id: str) -> int:
-        """Renew the leases of all jobs this worker runs (one statement); returns how many."""
+    def heartbeat(self, worker_id: str, jobs_done: int = 0) -> int:
+        """Renew the leases of all jobs this worker runs (one statement) and record how
+        many jobs it finished; returns the number of leases renewed."""
         now = time.time()
 
         def update() -> int:
-            Worker.update(last_heartbeat=now).where(Worker.id == worker_id).execute()
+            Worker.update(last_heartbeat=now, jobs_done=jobs_done).where(
+                Worker.id == worker_id
+            ).execute()
+            if self.is_postgres:  # lock in id order, as every transaction does
+                held = Job.select(Job.id).where(Job.status == "running", Job.worker_id == worker_id)
+                self._lock(job_id for (job_id,) in held.tuples())
             return (
                 Job.update(lease_expires_at=now + self.config.jobs.lease_seconds)
                 .where(Job.status == "running", Job.worker_id == worker_id)
@@ -644,9 +680,10 @@ class JobManager:
 
         return self.transaction(update)
 
-    def unregister_worker(self, worker_id: str) -> None:
+    def unregister_worker(self, worker_id: str, jobs_done: int = 0) -> None:
         """Mark a worker as stopped."""
-        Worker.update(stopped_at=time.time()).where(Worker.id == worker_id).execute()
+        update = Worker.update(stopped_at=time.time(), jobs_done=jobs_done)
+        self.transaction(update.where(Worker.id == worker_id).execute)
 
     def release_worker_jobs(self, worker_id: str) -> int:
         """Hand back the jobs a stopping worker still holds: pending again, no lease."""
@@ -654,6 +691,7 @@ class JobManager:
 
         def update() -> list[Job]:
             held = list(Job.select().where(Job.status == "running", Job.worker_id == worker_id))
+            self._lock({i for job in held for i in (*job.ancestor_ids, job.id)})
             released = []
             for job in held:
                 changed = (
@@ -694,11 +732,13 @@ class JobManager:
         dead = [w for (w,) in holders if not _pid_alive(int(w.split(":")[1]))]
         if not dead:
             return 0
-        return (
-            Job.update(lease_expires_at=0)
-            .where(Job.status == "running", Job.worker_id.in_(dead))
-            .execute()
-        )
+
+        def update() -> int:
+            of_dead = (Job.status == "running") & Job.worker_id.in_(dead)
+            self._lock(job_id for (job_id,) in Job.select(Job.id).where(of_dead).tuples())
+            return Job.update(lease_expires_at=0).where(of_dead).execute()
+
+        return self.transaction(update)
 
     def reap_expired_leases(self, limit: int = 500) -> int:
         """Put running jobs whose lease expired back on the queue (or fail them after
@@ -731,6 +771,7 @@ class JobManager:
     def _requeue_lost(self, job: Job, now: float) -> bool:
         """`running → pending` for a job whose lease expired, if still so."""
         holder = job.worker_id
+        self._lock_chain(job)
         changed = (
             Job.update(status="pending", worker_id=None, lease_expires_at=None, updated_at=now)
             .where(

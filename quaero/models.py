@@ -151,6 +151,7 @@ class Worker(BaseModel):
     threads = peewee.IntegerField()
     started_at = peewee.DoubleField()
     last_heartbeat = peewee.DoubleField()
+    jobs_done = peewee.IntegerField(default=0)
     stopped_at = peewee.DoubleField(null=True)
 
     class Meta:

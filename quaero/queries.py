@@ -104,6 +104,7 @@ def live_workers(now: float | None = None) -> list[dict]:
             "pid": w.pid,
             "threads": w.threads,
             "running": running.get(w.id, 0),
+            "jobs_done": w.jobs_done,
             "started_at": w.started_at,
             "last_heartbeat": w.last_heartbeat,
         }

@@ -34,6 +34,6 @@ class Services:
 
 def build_services(config: Config) -> Services:
     """Open the metadata database (applying migrations) and the queue."""
-    db = open_database(config.database_url)
+    db = open_database(config.database_url, config.database.max_connections)
     queue = JobQueue(config)
     return Services(config=config, db=db, queue=queue, manager=JobManager(db, queue, config))

@@ -33,6 +33,7 @@ class Runner:
         self.manager = services.manager
         self.worker_id = worker_id
         self.in_flight: set[int] = set()
+        self.jobs_done = 0
         self._lock = threading.Lock()
 
     def run(self, job_id: int) -> None:
@@ -48,6 +49,7 @@ class Runner:
         finally:
             with self._lock:
                 self.in_flight.discard(job_id)
+                self.jobs_done += 1
 
     def _execute(self, job) -> None:
         try:
@@ -185,9 +187,10 @@ class WorkerService:
             try:
                 if now >= next_beat:
                     next_beat = now + heartbeat_every
-                    self.services.manager.heartbeat(self.worker_id)
+                    self.services.manager.heartbeat(self.worker_id, self.runner.jobs_done)
                 if now >= next_reap:
                     next_reap = now + jobs.reaper_interval
+                    self.services.manager.expire_dead_local_leases()
                     self.services.manager.reap_expired_leases()
                 if now >= next_purge:
                     next_purge = now + purge_every
@@ -226,5 +229,5 @@ class WorkerService:
         released = manager.release_worker_jobs(self.worker_id)
         if released:
             logger.warning("handed back %d unfinished jobs", released)
-        manager.unregister_worker(self.worker_id)
+        manager.unregister_worker(self.worker_id, self.runner.jobs_done)
         logger.info("worker %s stopped", self.worker_id)

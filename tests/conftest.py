@@ -3,9 +3,12 @@ real waitress server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,9 +39,69 @@ def make_config(tmp_path: Path, **sections: dict) -> Config:
     return config_mod.replace(base, **defaults)
 
 
+PG_URL = os.environ.get("QUAERO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("QUAERO_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose server is missing, except in CI where that is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the scale-out servers must be running)")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def scale_out_backend() -> Iterator[dict]:
+    """A fresh PostgreSQL schema and Redis queue name; both dropped afterwards."""
+    import psycopg
+    import redis
+
+    name = f"qt_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        admin.close()
+        unavailable(f"Redis not reachable at {REDIS_URL}: {exc}")
+    admin.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield {
+            "database": {"url": f"{PG_URL}?options=-csearch_path%3D{name}", "max_connections": 10},
+            "queue": {"backend": "redis", "url": REDIS_URL, "name": name},
+        }
+    finally:
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+        admin.close()
+        keys = client.keys(f"huey.*.{name}*")
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def pytest_generate_tests(metafunc):
+    """Modules that set BACKENDS run their `backend` tests on each store listed."""
+    if "backend" in metafunc.fixturenames:
+        backends = getattr(metafunc.module, "BACKENDS", ["sqlite"])
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return make_config(tmp_path)
+def backend(request) -> Iterator[dict]:
+    """Config overrides of the store under test: SQLite files, or PostgreSQL + Redis."""
+    if request.param == "sqlite":
+        yield {}
+    else:
+        with scale_out_backend() as overrides:
+            yield overrides
+
+
+@pytest.fixture
+def config(tmp_path: Path, backend: dict) -> Config:
+    return make_config(tmp_path, **backend)
 
 
 @pytest.fixture

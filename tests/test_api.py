@@ -8,6 +8,8 @@ import pytest
 
 from quaero.models import Job
 
+BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
+
 W = "testhost:1:aaaaaa"
 
 

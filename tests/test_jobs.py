@@ -13,6 +13,8 @@ from quaero.errors import Conflict, NotFound
 from quaero.executors.base import ChildSpec
 from quaero.models import Job, JobLog
 
+BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
+
 W = "testhost:1:aaaaaa"
 
 

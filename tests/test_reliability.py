@@ -10,6 +10,8 @@ from quaero import queries
 from quaero.executors.base import Executor, PermanentError, register
 from quaero.models import Job, JobLog
 
+BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
+
 FLAKY = {"fail": True}
 
 
