@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format migrate browser clean
+.PHONY: run test lint format migrate system-deps clean bench bench-smoke
 
 $(VENV)/.deps: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "quaero needs Python 3.11+")'
@@ -19,20 +19,32 @@ run: $(VENV)/.deps
 migrate: $(VENV)/.deps
 	$(PY) run.py migrate
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one)
+# and Debian's wget, the crawl benchmark's yardstick.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v wget >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium wget; }
 
 lint: $(VENV)/.deps
-	$(VENV)/bin/ruff check quaero tests run.py
-	$(VENV)/bin/ruff format --check quaero tests run.py
+	$(VENV)/bin/ruff check quaero tests bench run.py
+	$(VENV)/bin/ruff format --check quaero tests bench run.py
 
 format: $(VENV)/.deps
-	$(VENV)/bin/ruff format quaero tests run.py
-	$(VENV)/bin/ruff check --fix quaero tests run.py
+	$(VENV)/bin/ruff format quaero tests bench run.py
+	$(VENV)/bin/ruff check --fix quaero tests bench run.py
 
-test: $(VENV)/.deps browser lint
+test: $(VENV)/.deps system-deps lint
 	$(PY) -m pytest
+
+# Benchmarks P1-P7 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".
+bench: $(VENV)/.deps system-deps
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-smoke: $(VENV)/.deps system-deps
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m bench.run --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""The benchmark harness (bench/) runs end to end at tiny sizes and reports every figure.
+
+These tests prove the harness works, not that quaero meets the targets: each runs
+`python -m bench.run --smoke` on some benchmarks and checks the JSON file it writes.
+Benchmarks that need something beyond `make test`'s install are skipped with the reason
+when it is missing, except under CI=true, where a missing service or program fails the
+test. P7 (RQ) is not here: rq is installed only for the benchmark (requirements-bench.txt),
+so `make bench-smoke` and `make bench` exercise it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+FIGURES = {
+    "P1": ["P1.quaero_rate", "P1.huey_rate", "P1.ratio"],
+    "P2": ["P2.p50_ms", "P2.p95_ms", "P2.idle_cpu_pct"],
+    "P3": [
+        "P3.roots_p50_ms",
+        "P3.roots_p95_ms",
+        "P3.children_p50_ms",
+        "P3.children_p95_ms",
+        "P3.logs_p50_ms",
+        "P3.logs_p95_ms",
+    ],
+    "P4": ["P4.quaero_rate", "P4.wget_rate", "P4.ratio", "P4.same_pages"],
+    "P5": ["P5.peak_rss_mb"],
+    "P6": ["P6.rate_1", "P6.rate_4", "P6.speedup"],
+    "P7": ["P7.rq_rate", "P7.ratio"],
+}
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when `what` is missing; under CI=true, fail instead."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing on CI, where the benchmark smoke test must run")
+    pytest.skip(f"{what} is missing")
+
+
+def listening(port: int) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def run_smoke(tmp_path: Path, benchmarks: list[str]) -> dict:
+    """Run the harness at smoke sizes; return the JSON it wrote."""
+    results_dir = tmp_path / "results"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--smoke",
+            "--only",
+            ",".join(benchmarks),
+            "--results-dir",
+            str(results_dir),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    latest = results_dir / "smoke-latest.json"
+    assert latest.exists(), proc.stdout[-3000:]
+    assert len(list(results_dir.glob("smoke-run-*.json"))) == 1  # the timestamped copy
+    results = json.loads(latest.read_text())
+    assert results["mode"] == "smoke"
+    for figure_id, figure in results["figures"].items():
+        assert figure["name"] in proc.stdout, f"{figure_id} not in the printed table"
+    return results
+
+
+def assert_measured(results: dict, benchmarks: list[str]) -> None:
+    """Every figure of `benchmarks` has a value, and each target a PASS/FAIL verdict."""
+    figures = results["figures"]
+    for figure_id in (f for b in benchmarks for f in FIGURES[b]):
+        assert figure_id in figures, f"{figure_id} missing from the JSON"
+        figure = figures[figure_id]
+        assert figure["error"] is None, f"{figure_id}: {figure['error']}"
+        assert figure["value"] is not None, f"{figure_id} has no value"
+        if figure["op"] is not None:
+            assert figure["passed"] in (True, False), f"{figure_id} has no verdict"
+
+
+def test_smoke_of_benchmarks_needing_nothing_extra_reports_every_figure(tmp_path: Path) -> None:
+    results = run_smoke(tmp_path, ["P1", "P2", "P3", "P5"])
+    assert_measured(results, ["P1", "P2", "P3", "P5"])
+    assert results["details"]["P1"]["quaero_runs"][0]["children"] == 300
+
+
+def test_smoke_of_crawl_against_wget_reports_every_figure(tmp_path: Path) -> None:
+    require(shutil.which("wget") is not None, "wget (Debian's; `make bench` installs it)")
+    results = run_smoke(tmp_path, ["P4"])
+    assert_measured(results, ["P4"])
+    assert results["details"]["P4"]["quaero_matches_graph"]
+
+
+def test_smoke_of_scale_out_on_redis_and_postgresql_reports_every_figure(tmp_path: Path) -> None:
+    require(listening(6379), "Redis on 127.0.0.1:6379")
+    require(listening(5432), "PostgreSQL on 127.0.0.1:5432")
+    results = run_smoke(tmp_path, ["P6"])
+    assert_measured(results, ["P6"])
