@@ -355,6 +355,7 @@
       requested: 0,   // sequence number of the last refresh sent ...
       applied: 0,     // ... and of the last one shown, so a slow answer never wins
       searchTimer: null,
+      listPath: '',   // the URL the shown rows came from
 
       init() {
         const initial = initialState();
@@ -380,8 +381,10 @@
           if (seq < this.applied) return;
           this.applied = seq;
           // Rows are keyed by id, so a new array only touches the rows that changed:
-          // scroll position, focus and text selections stay where they are.
-          if (list.changed) {
+          // scroll position, focus and text selections stay where they are. A 304 means
+          // "as last time for this URL": new after a change of filters all the same.
+          if (list.changed || listPath !== this.listPath) {
+            this.listPath = listPath;
             this.jobs = list.data.jobs;
             this.total = list.data.total;
           }
@@ -570,6 +573,7 @@
       gone: false,          // 404: stop polling a deleted job
       trail: [],            // [{id, label}] from the root down to the open job
       children: [],
+      childrenPath: '',     // the URL the shown children came from
       childrenTotal: 0,
       childOffset: 0,
       childStatus: '',
@@ -610,6 +614,7 @@
           this.error = '';
           this.gone = false;
           this.children = [];
+          this.childrenPath = '';
           this.childrenTotal = 0;
           this.childOffset = 0;
           this.childStatus = '';
@@ -713,8 +718,12 @@
         const generation = this.generation;
         const params = query({ limit: CHILDREN_LIMIT, offset: this.childOffset, status: this.childStatus });
         try {
-          const { changed, data } = await poll304(`/jobs/${this.jobId}/children?${params}`);
-          if (generation !== this.generation || !changed) return;
+          const path = `/jobs/${this.jobId}/children?${params}`;
+          const { changed, data } = await poll304(path);
+          if (generation !== this.generation) return;
+          // A 304 means "as last time for this URL", not "as shown now" (filters change).
+          if (!changed && path === this.childrenPath) return;
+          this.childrenPath = path;
           this.children = data.jobs;
           this.childrenTotal = data.total;
         } catch (err) {

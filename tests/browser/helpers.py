@@ -56,7 +56,7 @@ class Watch:
     def attach(self, pg) -> None:
         pg.on("console", self._console)
         pg.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        pg.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url}"))
+        pg.on("requestfailed", self._request_failed)
         pg.on("request", self._request)
         pg.on("response", self._response)
         pg.on("dialog", self._dialog)
@@ -64,6 +64,13 @@ class Watch:
     def _console(self, message) -> None:
         if message.type == "error":
             self.problems.append(f"console {message.type}: {message.text}")
+
+    def _request_failed(self, req) -> None:
+        # A poll still in flight when the test navigates (goto, reload) is aborted by
+        # the browser: that is the navigation, not a failure of the page.
+        if req.failure == "net::ERR_ABORTED" and req.resource_type == "fetch":
+            return
+        self.problems.append(f"request failed: {req.url} ({req.failure})")
 
     def _request(self, req) -> None:
         if not req.url.startswith(self.base_url):
@@ -95,8 +102,9 @@ def open_context(browser, base_url: str, width: int = 1280, height: int = 800, *
 def assert_page_was_clean(pg) -> None:
     """No console error, failed request, native dialog or CSP violation; CSP was sent."""
     watch = pg.watch
-    assert watch.unexpected() == []
-    assert watch.dialogs == [], "a native dialog opened (the page never uses one)"
+    problems = watch.unexpected()
+    assert not problems, problems
+    assert not watch.dialogs, f"native dialogs opened (the page never uses one): {watch.dialogs}"
     for url, csp in watch.documents:
         assert csp and "script-src 'self'" in csp and "unsafe-eval" not in csp, url
     if not pg.is_closed():
@@ -104,7 +112,7 @@ def assert_page_was_clean(pg) -> None:
             violations = pg.evaluate("window.__cspViolations || []")
         except Exception:  # the page is navigating or gone: nothing to read
             violations = []
-        assert violations == []
+        assert not violations, violations
 
 
 def confirm(pg) -> None:
