@@ -197,22 +197,35 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
+    """The page's roots table in the terminal: counts, then one line per root."""
     from quaero import queries
     from quaero.serialize import job_to_dict
     from quaero.services import build_services
 
-    build_services(config)
-    jobs, total = queries.list_jobs(
-        queries.JobFilter(status=args.status, type=args.type, q=args.q, limit=args.limit)
-    )
-    print(f"{'ID':>6}  {'STATUS':<10} {'TYPE':<8} {'PROGRESS':<48} NAME")
-    for job in jobs:
-        data = job_to_dict(job)
-        bar = progress_line(data).rsplit(" ", 1)[0]
-        print(
-            f"{data['id']:>6}  {data['status']:<10} {data['type']:<8} {bar:<48} {data['name'][:60]}"
+    services = build_services(config)
+    try:
+        stats = queries.stats(services.queue)
+        jobs, total = queries.list_jobs(
+            queries.JobFilter(status=args.status, type=args.type, q=args.q, limit=args.limit)
         )
-    print(f"{len(jobs)} of {total} root jobs")
+        rows = [job_to_dict(job) for job in jobs]
+    finally:
+        services.close()
+    counts = "  ".join(f"{status} {n}" for status, n in stats["counts"].items())
+    print(f"{counts}  |  queue {stats['queue_depth']}  workers {stats['workers_alive']}")
+    print(
+        f"{'ID':>6}  {'STATUS':<10} {'TYPE':<8} {'PROGRESS':<48} {'CREATED':<19} "
+        f"{'DURATION':>9}  NAME"
+    )
+    for data in rows:
+        bar = progress_line(data).rsplit(" ", 1)[0]
+        created = (data["created_at"] or "")[:19].replace("T", " ")
+        duration = f"{data['duration']:.1f}s" if data["duration"] is not None else "-"
+        print(
+            f"{data['id']:>6}  {data['status']:<10} {data['type']:<8} {bar:<48} {created:<19} "
+            f"{duration:>9}  {data['name'][:60]}"
+        )
+    print(f"{len(rows)} of {total} root jobs, newest first")
     return 0
 
 
