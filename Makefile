@@ -48,3 +48,8 @@ bench-smoke: $(VENV)/.deps system-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The README's screenshots of the jobs page (docs/*.png): a local serve and crawl, Chromium.
+.PHONY: screenshots
+screenshots: $(VENV)/.deps browser
+	$(PY) -m tests.screenshots

@@ -5,13 +5,12 @@ any console error, failed or off-host request, CSP violation or native dialog.""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from quaero.services import Services
-from tests.browser.helpers import ARGS, CHROMIUM, add_test_csp, assert_page_was_clean, open_context
+from tests.browser.helpers import ARGS, CHROMIUM, assert_page_was_clean, open_context, serve_app
 
 
 @pytest.fixture(scope="session")
@@ -31,18 +30,8 @@ def browser():
 @pytest.fixture
 def live_server(services: Services) -> Iterator[str]:
     """The app under waitress on an ephemeral 127.0.0.1 port, with the CSP header."""
-    from waitress.server import create_server
-
-    from quaero.web import create_app
-
-    app = create_app(services)
-    add_test_csp(app)
-    server = create_server(app, host="127.0.0.1", port=0, threads=6)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
+    with serve_app(services) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@ the clicks every action test needs."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
+from collections.abc import Iterator
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -41,6 +44,25 @@ def add_test_csp(app) -> None:
     def content_security_policy(response):
         response.headers.setdefault("Content-Security-Policy", CSP)
         return response
+
+
+@contextlib.contextmanager
+def serve_app(services) -> Iterator[str]:
+    """The app under waitress on an ephemeral 127.0.0.1 port, with the CSP header."""
+    from waitress.server import create_server
+
+    from quaero.web import create_app
+
+    app = create_app(services)
+    add_test_csp(app)
+    server = create_server(app, host="127.0.0.1", port=0, threads=6)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        thread.join(timeout=5)
 
 
 class Watch:
