@@ -220,7 +220,7 @@ def test_is_public_address_allows_public_addresses(ip: str) -> None:
 
 
 def test_check_address_refuses_loopback_unless_allowed() -> None:
-    with pytest.raises(PermanentError, match=r"non-public address 127\.0\.0\.1"):
+    with pytest.raises(PermanentError, match=r"refused: 127\.0\.0\.1 is a loopback address"):
         check_address("http://127.0.0.1:8080/", CrawlerConfig())
     check_address("http://127.0.0.1:8080/", CrawlerConfig(allow_private_networks=True))
 

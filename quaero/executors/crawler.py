@@ -5,10 +5,17 @@ page. Each page job fetches one URL and spawns a child for every new link it may
 the database de-duplicates pages within a crawl (`dedup_key` = the normalised URL), so no
 crawl-wide state lives in memory. Depth follows wget's `-r -l N`: depth 0 = the start page.
 
-Guards: only http/https; the host's addresses are resolved and private, loopback and
-other non-public ones refused unless `allow_private_networks` (checked again on every
-redirect hop; a DNS answer that changes between the check and the connection is not
-caught); connect/read timeouts; at most 5 redirects; bodies truncated at `max_bytes`.
+Guards: only http/https URLs are fetched; every connection goes through `netguard`, which
+resolves the host once, refuses loopback, private, link-local, multicast, unspecified and
+reserved addresses (unless `allow_private_networks`, or the host is in `allow_hosts`)
+before any socket is opened, and connects to exactly the address it checked (no DNS
+rebinding window). Redirects are followed by hand, at most `max_redirects`, each hop
+checked like the first. Connect and read timeouts, an overall deadline per page, and a
+body cap (`max_bytes`) always apply. `depth` and `max_pages` are clamped to the config
+and links longer than `MAX_URL_CHARS` are dropped, so traps (endlessly deep paths,
+exploding query strings) end at the caps. A refused address fails the job for good with
+the reason ("refused: 10.0.0.1 is a private address"); the root checks the start URL
+first, so a refused crawl fails as a whole at once.
 robots.txt is read once per (crawl, scheme+host) per process; a page it disallows is not
 fetched and its job *completes* with `blocked_by_robots: true` (logged as a warning),
 because retrying cannot change the answer and it is not an error of the crawl.
@@ -18,14 +25,12 @@ The per-host `delay` is kept per process, so several worker processes may overla
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
 import requests
@@ -33,9 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quaero.config import CrawlerConfig
 from quaero.executors.base import ChildSpec, Executor, JobContext, PermanentError, register
+from quaero.executors.netguard import AddressPolicy, check_url, guarded_session
 from quaero.executors.urls import (
     host_key,
-    is_public_address,
     link_allowed,
     normalize_url,
     origin,
@@ -46,8 +51,8 @@ from quaero.executors.urls import (
 
 logger = logging.getLogger(__name__)
 
-MAX_REDIRECTS = 5
 MAX_RESULT_LINKS = 500
+MAX_URL_CHARS = 2000  # longer links are dropped: they are traps, not pages
 ROBOTS_MAX_BYTES = 500_000
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -118,6 +123,7 @@ class CrawlExecutor(Executor):
             "start_host": host_key(start),
         }
         ctx.info(f"crawl of {start} to depth {depth}, at most {max_pages} pages")
+        check_address(start, limits)  # a refused start fails the crawl itself, at once
         ctx.raise_if_cancelled()
         child = ChildSpec(
             "crawl_page",
@@ -198,7 +204,9 @@ class CrawlPageExecutor(Executor):
             include=crawl.get("include") or (),
             exclude=crawl.get("exclude") or (),
         )
-        allowed = [link for link in links if allowed_link(link)][:max_pages]
+        allowed = [link for link in links if len(link) <= MAX_URL_CHARS and allowed_link(link)][
+            :max_pages
+        ]
         children = [
             ChildSpec("crawl_page", {"url": link, "depth": depth + 1, "crawl": crawl}, link, link)
             for link in allowed
@@ -225,48 +233,28 @@ class Fetched:
     truncated: bool
 
 
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    """This thread's requests session (sessions are not safe to share between threads)."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-        session.max_redirects = MAX_REDIRECTS
-    return session
-
-
 def check_address(url: str, limits: CrawlerConfig) -> None:
-    """Refuse (PermanentError) a URL whose host resolves to a non-public address."""
-    if limits.allow_private_networks:
-        return
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except UnicodeError:  # a host name IDNA cannot encode
-        raise PermanentError(f"invalid host name {host!r} in {url}") from None
-    except socket.gaierror as exc:
-        if exc.errno == socket.EAI_NONAME:
-            raise PermanentError(f"cannot resolve host {host!r} of {url}") from None
-        raise
-    for info in infos:
-        ip = str(info[4][0])
-        if not is_public_address(ip):
-            raise PermanentError(
-                f"refusing {url}: {host} resolves to the non-public address {ip} "
-                "(set crawler.allow_private_networks = true to allow it)"
-            )
+    """Refuse (PermanentError) a URL whose host the crawler may not connect to.
+
+    Resolves the host without connecting; `fetch` checks again at connect time, on the
+    very addresses it connects to.
+    """
+    check_url(url, AddressPolicy.from_config(limits))
 
 
 def fetch(url: str, limits: CrawlerConfig, max_bytes: int) -> Fetched:
-    """GET `url`, following up to 5 redirects, each hop checked by `check_address`."""
+    """GET `url`, following up to `max_redirects` redirects by hand.
+
+    Every connection (the first and each hop's) is checked by `netguard` before it is
+    opened; a refused one raises `AddressRefused`, a PermanentError.
+    """
+    session = guarded_session(AddressPolicy.from_config(limits))
+    max_redirects = limits.max_redirects
     current = url
-    deadline = time.monotonic() + limits.timeout * (MAX_REDIRECTS + 2)
-    for _ in range(MAX_REDIRECTS + 1):
-        check_address(current, limits)
+    deadline = time.monotonic() + limits.timeout * (max_redirects + 2)
+    for _ in range(max_redirects + 1):
         try:
-            response = _session().get(
+            response = session.get(
                 current,
                 headers={"User-Agent": limits.user_agent},
                 stream=True,
@@ -285,7 +273,7 @@ def fetch(url: str, limits: CrawlerConfig, max_bytes: int) -> Fetched:
             body, truncated = _read_capped(response, max_bytes, deadline)
             content_type, charset = parse_content_type(response.headers.get("content-type"))
             return Fetched(current, response.status_code, content_type, charset, body, truncated)
-    raise PermanentError(f"too many redirects (more than {MAX_REDIRECTS}) from {url}")
+    raise PermanentError(f"too many redirects (more than {max_redirects}) from {url}")
 
 
 def _read_capped(response: requests.Response, limit: int, deadline: float) -> tuple[bytes, bool]:

@@ -169,19 +169,38 @@ def parse_content_type(header: str | None) -> tuple[str, str | None]:
     return mime.strip().lower(), charset
 
 
-def is_public_address(ip: str) -> bool:
-    """False for loopback, private, link-local, multicast, unspecified or reserved IPs."""
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def address_kind(ip: str) -> str | None:
+    """What makes `ip` non-public ("loopback", "private", "link-local", ...), or None.
+
+    IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64) are judged by that
+    address, so "::ffff:127.0.0.1" is loopback too.
+    """
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
     except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_global and not (
-        addr.is_private
-        or addr.is_loopback
-        or addr.is_link_local
-        or addr.is_multicast
-        or addr.is_unspecified
-        or addr.is_reserved
+        return "invalid"
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        elif addr.sixtofour is not None:
+            addr = addr.sixtofour
+        elif addr in NAT64:
+            addr = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    checks = (
+        ("unspecified", addr.is_unspecified),
+        ("loopback", addr.is_loopback),
+        ("link-local", addr.is_link_local),
+        ("multicast", addr.is_multicast),
+        ("private", addr.is_private),
+        ("reserved", addr.is_reserved),
+        ("non-public", not addr.is_global),
     )
+    return next((kind for kind, matches in checks if matches), None)
+
+
+def is_public_address(ip: str) -> bool:
+    """False for loopback, private, link-local, multicast, unspecified or reserved IPs."""
+    return address_kind(ip) is None
