@@ -21,6 +21,8 @@
   const LOG_PAGES_PER_TICK = 5;   // catch up at most 1000 lines per poll
   const MAX_LOG_LINES = 5000;     // keep the DOM small on chatty jobs
   const SEARCH_DEBOUNCE_MS = 350;
+  const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), '
+    + 'summary, [tabindex]:not([tabindex="-1"])';
   const FINISHED = ['completed', 'failed', 'cancelled'];
   const ACTIVE = ['pending', 'running'];
 
@@ -638,6 +640,21 @@
         document.documentElement.classList.remove('modal-open');
         setJobInUrl(null);
         if (this.returnFocus && this.returnFocus.isConnected) this.returnFocus.focus();
+      },
+
+      /** Tab and Shift+Tab cycle through the dialog's controls (the page behind is inert). */
+      trapTab(event) {
+        const panel = this.$refs.panel;
+        const focusable = Array.from(panel.querySelectorAll(FOCUSABLE))
+          .filter((el) => el.getClientRects().length > 0);
+        if (!focusable.length) return;
+        const first = focusable[0];
+        const last = focusable[focusable.length - 1];
+        const active = document.activeElement;
+        if (!panel.contains(active) || (event.shiftKey ? active === first : active === last)) {
+          event.preventDefault();
+          (event.shiftKey ? last : first).focus();
+        }
       },
 
       /** Esc closes the dialog, unless it is answering a confirmation. */

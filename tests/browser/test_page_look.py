@@ -73,10 +73,16 @@ def test_keyboard_opens_the_modal_and_esc_gives_focus_back(page, live_server, ro
     page.keyboard.press("Enter")
     expect(page.locator("#job-modal")).to_be_visible()
     expect(page.locator("#modal-close")).to_be_focused()
-    # the page behind the dialog is inert: Tab stays in the dialog
-    for _ in range(5):
+    # the page behind the dialog is inert and Tab cycles through the dialog's controls
+    expect(page.locator("#modal-status")).to_have_text("pending")
+    seen = set()
+    for _ in range(40):
         page.keyboard.press("Tab")
-        assert page.evaluate("document.activeElement.closest('#job-modal') !== null")
+        seen.add(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+        assert page.evaluate("document.activeElement.closest('.modal-panel') !== null")
+    assert {"modal-close", "children-status", "log-level", "log-follow", "btn-cancel"} <= seen
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.closest('.modal-panel') !== null")
     page.keyboard.press("Escape")
     expect(page.locator("#job-modal")).to_be_hidden()
     expect(link).to_be_focused()
@@ -96,7 +102,7 @@ def test_read_only_server_shows_no_form_and_no_actions(browser, tmp_path):
 
     from quaero.services import build_services
     from tests.browser.helpers import serve_app
-    from tests.conftest import make_config
+    from tests.helpers import make_config
 
     services = build_services(make_config(tmp_path, server={"read_only": True}))
     try:

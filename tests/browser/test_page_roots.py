@@ -199,10 +199,9 @@ def test_refresh_pauses_while_the_tab_is_hidden(page, live_server, manager):
     manager.create_root("noop", {}, name="first")
     api_calls = []
     page.on("request", lambda r: api_calls.append(r.url) if "/api/" in r.url else None)
-    page.goto(f"{live_server}/jobs")
+    with page.expect_request(lambda r: "/api/jobs" in r.url, timeout=4_000):
+        page.goto(f"{live_server}/jobs")  # it polls while visible
     expect(page.locator("#jobs-table tr[data-job-id]")).to_have_count(1)
-    page.wait_for_timeout(2_500)
-    assert api_calls  # it polls while visible
 
     set_visibility = """(state) => {
         Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
@@ -212,7 +211,7 @@ def test_refresh_pauses_while_the_tab_is_hidden(page, live_server, manager):
     page.wait_for_timeout(300)
     api_calls.clear()
     new = manager.create_root("noop", {}, name="while hidden")
-    page.wait_for_timeout(4_500)
+    page.wait_for_timeout(4_200)  # two polling periods
     assert api_calls == []
     page.evaluate(set_visibility, "visible")  # back: refreshes at once
     expect(page.locator(f'#jobs-table tr[data-job-id="{new.id}"]')).to_have_count(1, timeout=1_500)
