@@ -103,7 +103,7 @@ FROM shaped
 
 COUNTERS_SQL = """
 UPDATE jobs SET
-    n_pending = c.p, n_running = c.ru, n_completed = c.co, n_failed = c.f, n_cancelled = 0
+    n_open = c.p + c.ru, n_completed = c.co, n_failed = c.f, n_cancelled = 0
 FROM (
     SELECT parent_id,
         SUM(status = 'pending') AS p, SUM(status = 'running') AS ru,

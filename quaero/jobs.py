@@ -2,7 +2,8 @@
 
 Every status change is a named transition here, guarded in SQL so that it happens at
 most once (`pending → running` only from pending, completion only by the lease holder).
-Descendant counters (`n_pending` … `n_cancelled`) of every ancestor move in the same
+Descendant counters (`n_open` for pending or running, `n_completed`, `n_failed`,
+`n_cancelled`) of every ancestor move in the same
 transaction as the change, so a page of roots reads its counts and progress for free.
 """
 
@@ -32,14 +33,16 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 COUNTER = {
-    "pending": Job.n_pending,
-    "running": Job.n_running,
+    "pending": Job.n_open,
+    "running": Job.n_open,
     "completed": Job.n_completed,
     "failed": Job.n_failed,
     "cancelled": Job.n_cancelled,
 }
 MAX_LOG_MESSAGE = 10_000
 INSERT_CHUNK = 500
+#: What an executor buffered: log lines (level, message, time) and its last progress.
+Report = tuple[list[tuple[str, str, float]], float | None]
 RETRYABLE_DB_ERRORS = ("database is locked", "deadlock detected", "could not serialize")
 
 
@@ -62,11 +65,19 @@ class JobManager:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def transaction(self, fn: Callable[[], T], attempts: int = 5) -> T:
-        """Run `fn` in one write transaction, retrying on lock timeouts and deadlocks."""
+    def transaction(self, fn: Callable[[], T], durable: bool = True, attempts: int = 5) -> T:
+        """Run `fn` in one write transaction, retrying on lock timeouts and deadlocks.
+
+        `durable=False` (PostgreSQL) commits without waiting for the WAL flush: for the
+        workers' own transitions, which a database crash can only undo as a whole and in
+        order, so the job runs again (at-least-once), never vanishes. Submissions and
+        user actions stay durable.
+        """
         for attempt in range(attempts):
             try:
                 with self._write_lock, self.db.atomic():
+                    if not durable and self.is_postgres:
+                        self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
                     return fn()
             except peewee.OperationalError as exc:
                 if attempt == attempts - 1 or not any(m in str(exc) for m in RETRYABLE_DB_ERRORS):
@@ -78,11 +89,12 @@ class JobManager:
     def _shift(self, ids: Iterable[int], changes: dict[str, int]) -> None:
         """Add `changes` (status → delta) to the descendant counters of jobs `ids`."""
         ids = list(ids)
-        changes = {k: v for k, v in changes.items() if v}
-        if not ids or not changes:
-            return
-        update = {COUNTER[status]: COUNTER[status] + delta for status, delta in changes.items()}
-        Job.update(update).where(Job.id.in_(ids)).execute()
+        deltas: dict[peewee.Field, int] = {}
+        for status, delta in changes.items():
+            deltas[COUNTER[status]] = deltas.get(COUNTER[status], 0) + delta
+        update = {field: field + delta for field, delta in deltas.items() if delta}
+        if ids and update:  # pending <-> running moves no counter
+            Job.update(update).where(Job.id.in_(ids)).execute()
 
     def _lock(self, ids: Iterable[int]) -> None:
         """PostgreSQL: row-lock jobs in ascending id order before changing any of them.
@@ -104,27 +116,40 @@ class JobManager:
     def _settle(self, job_id: int | None, now: float) -> None:
         """Finish ancestors whose own work is done and whose descendants all finished."""
         while job_id is not None:
-            row = (
-                Job.select(Job.id, Job.parent_id, Job.path, Job.status, Job.outcome)
+            settled = list(
+                Job.update(status=Job.outcome, finished_at=now, updated_at=now)
                 .where(
                     Job.id == job_id,
                     Job.status == "running",
                     Job.outcome.is_null(False),
-                    (Job.n_pending + Job.n_running) == 0,
+                    Job.n_open == 0,
                 )
-                .first()
-            )
-            if row is None:
-                return
-            changed = (
-                Job.update(status=row.outcome, finished_at=now, updated_at=now)
-                .where(Job.id == job_id, Job.status == "running")
+                .returning(Job.parent_id, Job.path, Job.outcome)
                 .execute()
             )
-            if not changed:
+            if not settled:
                 return
+            row = settled[0]
             self._shift(row.ancestor_ids, {"running": -1, row.outcome: 1})
             job_id = row.parent_id
+
+    def _write_report(
+        self, job_id: int, report: Report | None, now: float, with_progress: bool = True
+    ) -> None:
+        if not report:
+            return
+        logs, progress = report
+        self._log_rows([self._log_row(job_id, level, msg, ts) for level, msg, ts in logs])
+        if with_progress and progress is not None:
+            fraction = max(0.0, min(1.0, float(progress)))
+            Job.update(progress=fraction, updated_at=now).where(Job.id == job_id).execute()
+
+    def write_report(
+        self, job_id: int, logs: list[tuple[str, str, float]], progress: float | None
+    ) -> None:
+        """Write log lines and progress an executor buffered, in one transaction."""
+        now = time.time()
+        self.transaction(lambda: self._write_report(job_id, (logs, progress), now), durable=False)
 
     def _log_rows(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -204,8 +229,9 @@ class JobManager:
             paused = bool(row.paused)
             todo = specs
             if root_limit is not None:
-                root = Job.select(*COUNTER.values()).where(Job.id == parent.root_id).first()
-                remaining = root_limit - (root.counts["total"] if root else 0)
+                root = Job.get_or_none(Job.id == parent.root_id)
+                total = root.n_open + root.n_completed + root.n_failed + root.n_cancelled
+                remaining = root_limit - (total if root else 0)
                 todo = specs[: max(0, remaining)]
             rows = [
                 {
@@ -238,7 +264,7 @@ class JobManager:
             self._shift(parent.ancestor_ids + [parent.id], {"pending": len(ids)})
             return ids
 
-        created = self.transaction(insert)
+        created = self.transaction(insert, durable=False)
         fault_point("before-enqueue")
         self.queue.enqueue(created)
         return [job_id for job_id, _ in created]
@@ -251,15 +277,9 @@ class JobManager:
         now = time.time()
         lease = now + self.config.jobs.lease_seconds
 
-        chain: list[int] = []
-        if self.is_postgres:  # the ancestors, to lock them first (see _lock)
-            path = Job.select(Job.path).where(Job.id == job_id).scalar()
-            if path is None:
-                return None
-            chain = [int(part) for part in path.strip("/").split("/") if part]
-
         def update() -> Job | None:
-            self._lock([*chain, job_id])
+            # pending -> running moves no ancestor counter (both are `n_open`), so the
+            # claim is one statement on one row
             claimed = list(
                 Job.update(
                     status="running",
@@ -279,20 +299,25 @@ class JobManager:
                 .returning(Job)
                 .execute()
             )
-            if not claimed:
-                return None
-            job = claimed[0]
-            self._shift(job.ancestor_ids, {"pending": -1, "running": 1})
-            return job
+            return claimed[0] if claimed else None
 
-        return self.transaction(update)
+        return self.transaction(update, durable=False)
 
-    def complete(self, job: Job, worker_id: str, result: Any) -> bool:
-        """The job's own work succeeded; it finishes now or when its descendants do."""
-        return self._finish_own_work(job, worker_id, "completed", result=result)
+    def complete(self, job: Job, worker_id: str, result: Any, report: Report | None = None) -> bool:
+        """The job's own work succeeded; it finishes now or when its descendants do.
+
+        `report` (log lines and progress the executor buffered) is written in the same
+        transaction."""
+        return self._finish_own_work(job, worker_id, "completed", result=result, report=report)
 
     def fail(
-        self, job: Job, worker_id: str, error: str, traceback: str | None, permanent: bool
+        self,
+        job: Job,
+        worker_id: str,
+        error: str,
+        traceback: str | None,
+        permanent: bool,
+        report: Report | None = None,
     ) -> str:
         """The job's own work raised: retry with back-off, or fail for good.
 
@@ -307,13 +332,13 @@ class JobManager:
                 error=error,
                 traceback=traceback,
                 message=f"failed (attempt {job.attempts}/{job.max_attempts}): {error}",
+                report=report,
             )
             return "failed" if done else ""
         delay = self.retry_delay(job.attempts)
         now = time.time()
 
         def update() -> bool:
-            self._lock_chain(job)
             changed = (
                 Job.update(
                     status="pending",
@@ -328,15 +353,15 @@ class JobManager:
                 .execute()
             )
             if changed:
-                self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
                 message = (
                     f"attempt {job.attempts}/{job.max_attempts} failed: {error}; "
                     f"retrying in {delay:.1f}s"
                 )
+                self._write_report(job.id, report, now)
                 self._log_rows([self._log_row(job.id, "warning", message, now)])
             return bool(changed)
 
-        if not self.transaction(update):
+        if not self.transaction(update, durable=False):
             return ""
         self.queue.enqueue_later(job.id, job.priority, delay)
         return "pending"
@@ -356,12 +381,14 @@ class JobManager:
         traceback: str | None = None,
         message: str | None = None,
         lease_expired_by: float | None = None,
+        report: Report | None = None,
     ) -> bool:
         now = time.time()
         guard = (Job.id == job.id) & (Job.status == "running") & (Job.worker_id == worker_id)
         if lease_expired_by is not None:  # the reaper: only if no heartbeat renewed it
             guard &= Job.lease_expires_at < lease_expired_by
-        no_open_descendants = (Job.n_pending + Job.n_running) == 0
+        no_open_descendants = Job.n_open == 0
+        progress = report[1] if report and report[1] is not None else Job.progress
 
         def update() -> bool:
             self._lock_chain(job)
@@ -373,7 +400,7 @@ class JobManager:
                     result=json.dumps(result) if result is not None else None,
                     error=error,
                     traceback=traceback,
-                    progress=1.0 if outcome == "completed" else Job.progress,
+                    progress=1.0 if outcome == "completed" else progress,
                     worker_id=None,
                     lease_expires_at=None,
                     updated_at=now,
@@ -385,6 +412,7 @@ class JobManager:
             )
             if not rows:
                 return False
+            self._write_report(job.id, report, now, with_progress=False)
             if message:
                 level = "error" if outcome == "failed" else "info"
                 self._log_rows([self._log_row(job.id, level, message, now)])
@@ -393,7 +421,7 @@ class JobManager:
                 self._settle(job.parent_id, now)
             return True
 
-        return self.transaction(update)
+        return self.transaction(update, durable=False)
 
     # -- user actions -----------------------------------------------------------------
 
@@ -459,7 +487,8 @@ class JobManager:
     def _recount_descendants(self, job: Job) -> None:
         """Recompute the counters of `job` and its descendants from their rows."""
         prefix = job.descendant_prefix
-        counts: dict[int, dict[str, int]] = {job.id: dict.fromkeys(COUNTER, 0)}
+        fields = (Job.n_open, Job.n_completed, Job.n_failed, Job.n_cancelled)
+        counts: dict[int, dict[peewee.Field, int]] = {job.id: dict.fromkeys(fields, 0)}
         query = (
             Job.select(Job.id, Job.path, Job.status)
             .where(Job.root_id == job.root_id, Job.path.startswith(prefix))
@@ -468,11 +497,9 @@ class JobManager:
         for _, path, status in query.iterator():
             below = [int(p) for p in path[len(job.path) :].strip("/").split("/") if p]
             for ancestor in below:
-                counts.setdefault(ancestor, dict.fromkeys(COUNTER, 0))[status] += 1
-        for node_id, by_status in counts.items():
-            Job.update({COUNTER[s]: n for s, n in by_status.items()}).where(
-                Job.id == node_id
-            ).execute()
+                counts.setdefault(ancestor, dict.fromkeys(fields, 0))[COUNTER[status]] += 1
+        for node_id, by_field in counts.items():
+            Job.update(by_field).where(Job.id == node_id).execute()
 
     def delete_tree(self, job_id: int) -> int:
         """Delete a finished job, its descendants and their logs; returns jobs deleted."""
@@ -629,13 +656,13 @@ class JobManager:
     def log(self, job_id: int, level: str, message: str) -> None:
         """Append one line to a job's log."""
         row = self._log_row(job_id, level, message, time.time())
-        self.transaction(lambda: JobLog.insert(row).execute())
+        self.transaction(lambda: JobLog.insert(row).execute(), durable=False)
 
     def set_progress(self, job_id: int, fraction: float) -> None:
         """Record a job's own progress (0..1)."""
         fraction = max(0.0, min(1.0, float(fraction)))
         update = Job.update(progress=fraction, updated_at=time.time()).where(Job.id == job_id)
-        self.transaction(update.execute)
+        self.transaction(update.execute, durable=False)
 
     def is_cancelled(self, job_id: int) -> bool:
         """True when the job was cancelled (or deleted)."""
@@ -691,7 +718,7 @@ class JobManager:
 
         def update() -> list[Job]:
             held = list(Job.select().where(Job.status == "running", Job.worker_id == worker_id))
-            self._lock({i for job in held for i in (*job.ancestor_ids, job.id)})
+            self._lock(job.id for job in held)
             released = []
             for job in held:
                 changed = (
@@ -706,7 +733,6 @@ class JobManager:
                     .execute()
                 )
                 if changed:
-                    self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
                     released.append(job)
             self._log_rows(
                 [
@@ -771,7 +797,6 @@ class JobManager:
     def _requeue_lost(self, job: Job, now: float) -> bool:
         """`running → pending` for a job whose lease expired, if still so."""
         holder = job.worker_id
-        self._lock_chain(job)
         changed = (
             Job.update(status="pending", worker_id=None, lease_expires_at=None, updated_at=now)
             .where(
@@ -783,7 +808,6 @@ class JobManager:
             .execute()
         )
         if changed:
-            self._shift(job.ancestor_ids, {"running": -1, "pending": 1})
             message = f"worker {holder} lost the job; it runs again"
             self._log_rows([self._log_row(job.id, "warning", message, now)])
         return bool(changed)

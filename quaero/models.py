@@ -64,8 +64,7 @@ class Job(BaseModel):
     priority = peewee.IntegerField(default=0)
     timeout = peewee.DoubleField(null=True)
     progress = peewee.DoubleField(default=0.0)
-    n_pending = peewee.IntegerField(default=0)
-    n_running = peewee.IntegerField(default=0)
+    n_open = peewee.IntegerField(default=0)  # descendants pending or running
     n_completed = peewee.IntegerField(default=0)
     n_failed = peewee.IntegerField(default=0)
     n_cancelled = peewee.IntegerField(default=0)
@@ -95,16 +94,34 @@ class Job(BaseModel):
         return json.loads(self.result) if self.result is not None else None
 
     @property
+    def running_descendants(self) -> int:
+        """Descendants running now: attached by a listing, else read with one query."""
+        running = self.__dict__.get("_running")
+        if running is None:
+            running = (
+                Job.select()
+                .where(
+                    Job.root_id == self.root_id,
+                    Job.status == "running",
+                    Job.path.startswith(self.descendant_prefix),
+                )
+                .count()
+            )
+            self.__dict__["_running"] = running
+        return running
+
+    @property
     def counts(self) -> dict[str, int]:
         """Descendants by status, plus their total."""
+        running = min(self.running_descendants, self.n_open)
         counts = {
-            "pending": self.n_pending,
-            "running": self.n_running,
+            "pending": self.n_open - running,
+            "running": running,
             "completed": self.n_completed,
             "failed": self.n_failed,
             "cancelled": self.n_cancelled,
         }
-        counts["total"] = sum(counts.values())
+        counts["total"] = self.n_open + self.n_completed + self.n_failed + self.n_cancelled
         return counts
 
     @property
@@ -120,10 +137,9 @@ class Job(BaseModel):
     @property
     def total_progress(self) -> float:
         """Share of finished descendants; the own progress for a job without any."""
-        counts = self.counts
-        if counts["total"]:
-            finished = counts["completed"] + counts["failed"] + counts["cancelled"]
-            return finished / counts["total"]
+        finished = self.n_completed + self.n_failed + self.n_cancelled
+        if finished + self.n_open:
+            return finished / (finished + self.n_open)
         if self.status in ("completed", "failed", "cancelled"):
             return 1.0
         return max(0.0, min(1.0, self.progress))

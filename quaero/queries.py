@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -44,11 +45,48 @@ def list_jobs(f: JobFilter) -> tuple[list[Job], int]:
     clauses = _where(f)
     order = Job.id.desc() if f.parent_id is None else Job.id.asc()
     page = list(Job.select().where(*clauses).order_by(order).limit(f.limit).offset(f.offset))
+    attach_running(page)
     if f.offset == 0 and len(page) < f.limit:
         total = len(page)
     else:
         total = Job.select().where(*clauses).count()
     return page, total
+
+
+def attach_running(jobs: list[Job]) -> None:
+    """Count the running descendants of a page of jobs in one query per tree (the
+    counters hold pending + running together as `n_open`)."""
+    roots = [j for j in jobs if j.parent_id is None]
+    if roots:
+        running = dict(
+            Job.select(Job.root_id, peewee.fn.COUNT(Job.id))
+            .where(
+                Job.root_id.in_([r.id for r in roots]),
+                Job.status == "running",
+                Job.parent_id.is_null(False),
+            )
+            .group_by(Job.root_id)
+            .tuples()
+        )
+        for root in roots:
+            root.__dict__["_running"] = running.get(root.id, 0)
+    by_root: dict[int, list[Job]] = {}
+    for job in jobs:
+        if job.parent_id is not None:
+            by_root.setdefault(job.root_id, []).append(job)
+    for root_id, group in by_root.items():
+        prefix = os.path.commonprefix([j.path for j in group])
+        prefix = prefix[: prefix.rfind("/") + 1]
+        wanted = {j.id: 0 for j in group}
+        paths = Job.select(Job.path).where(
+            Job.root_id == root_id, Job.status == "running", Job.path.startswith(prefix)
+        )
+        for (path,) in paths.tuples().iterator():
+            for ancestor in path.strip("/").split("/"):
+                if ancestor and int(ancestor) in wanted:
+                    wanted[int(ancestor)] += 1
+        for job in group:
+            job.__dict__["_running"] = wanted[job.id]
 
 
 def get_job(job_id: int) -> Job | None:

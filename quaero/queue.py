@@ -7,6 +7,7 @@ SQLite storage is the default, its Redis storage (with priorities) the scale-out
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 
 from huey import PriorityRedisHuey, SqliteHuey
@@ -46,11 +47,32 @@ class BulkRedisStorage(PriorityRedisStorage):
             pipe.execute()
 
 
+class NoRevokeMixin:
+    """quaero never revokes Huey tasks (a cancel lives in `jobs`), so skip the two
+    storage round trips per task that Huey spends checking and clearing revocations."""
+
+    def is_revoked(self, task, timestamp=None, peek=True) -> bool:
+        return False
+
+    def delete(self, key: str) -> bool:
+        if key.startswith("r:"):  # a task's revoke key: never set here
+            return False
+        return super().delete(key)
+
+
+class QuaeroSqliteHuey(NoRevokeMixin, SqliteHuey):
+    """SqliteHuey without revocation checks."""
+
+
+class QuaeroRedisHuey(NoRevokeMixin, PriorityRedisHuey):
+    """PriorityRedisHuey without revocation checks."""
+
+
 def make_huey(config: Config):
     """The Huey instance for the configured backend (results off: `jobs` holds them)."""
     q = config.queue
     if q.backend == "redis":
-        return PriorityRedisHuey(
+        return QuaeroRedisHuey(
             q.name,
             results=False,
             url=q.url,
@@ -59,7 +81,7 @@ def make_huey(config: Config):
         )
     path = config.queue_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(
+    return QuaeroSqliteHuey(
         q.name,
         results=False,
         filename=str(path),
@@ -76,6 +98,9 @@ class JobQueue:
         self.huey = make_huey(config)
         self.runner: Callable[[int], None] | None = None
         self.task = self.huey.task(name=TASK_NAME)(self._run)
+        # Idle worker threads of this process wait here between polls, so a job
+        # enqueued in this process (a submission in `serve`, a fan-out) starts at once.
+        self.wakeup = threading.Condition()
 
     def _run(self, job_id: int) -> None:
         if self.runner is None:
@@ -96,6 +121,8 @@ class JobQueue:
         else:
             for data, priority in items:
                 storage.enqueue(data, priority)
+        with self.wakeup:
+            self.wakeup.notify(len(items))
 
     def enqueue_later(self, job_id: int, priority: int, delay: float) -> None:
         """Enqueue a job id after `delay` seconds (Huey's schedule, not a sleeping worker)."""

@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from huey.consumer import Consumer, ConsumerStopped
+from huey.consumer import Consumer, ConsumerStopped, Worker
 
 from quaero.executors.base import JobCancelled, JobContext, PermanentError, get_executor
 from quaero.jobs import new_worker_id
@@ -62,7 +62,7 @@ class Runner:
             outcome = self._call_with_timeout(executor, ctx, job.timeout)
         else:
             outcome = _call(executor, ctx)
-        self._record(job, outcome)
+        self._record(job, outcome, ctx)
 
     def _call_with_timeout(self, executor, ctx: JobContext, timeout: float) -> Outcome:
         """Run the executor in its own thread; past `timeout` the job fails and this
@@ -80,18 +80,21 @@ class Runner:
         ctx.abandon()
         return Outcome(error=TimeoutError(f"timed out after {timeout:g}s"), traceback=None)
 
-    def _record(self, job, outcome: Outcome) -> None:
+    def _record(self, job, outcome: Outcome, ctx: JobContext) -> None:
         exc = outcome.error
         if exc is None:
-            if not self.manager.complete(job, self.worker_id, outcome.result):
+            if not self.manager.complete(job, self.worker_id, outcome.result, ctx.drain()):
                 logger.info("job %s finished but was no longer held here; result dropped", job.id)
         elif isinstance(exc, JobCancelled):
+            ctx.flush()
             logger.info("job %s stopped after cancellation", job.id)
         else:
             permanent = isinstance(exc, PermanentError)
             if not permanent:
                 logger.warning("job %s (%s) failed: %s", job.id, job.type, _describe(exc))
-            self.manager.fail(job, self.worker_id, _describe(exc), outcome.traceback, permanent)
+            self.manager.fail(
+                job, self.worker_id, _describe(exc), outcome.traceback, permanent, ctx.drain()
+            )
 
 
 @dataclass
@@ -115,8 +118,33 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class WakeableWorker(Worker):
+    """A Huey worker whose idle wait ends early when this process enqueues a job."""
+
+    wakeup: threading.Condition | None = None
+
+    def sleep(self) -> None:
+        if self.wakeup is None:
+            return super().sleep()
+        with self.wakeup:
+            self.wakeup.wait(self.delay)
+        return None
+
+
 class QuaeroConsumer(Consumer):
-    """Huey's consumer, with SIGINT and SIGTERM both asking for a graceful stop."""
+    """Huey's consumer: wakeable workers, and SIGINT and SIGTERM both asking for a
+    graceful stop."""
+
+    worker_class = WakeableWorker
+
+    def __init__(self, huey, wakeup: threading.Condition | None = None, **options) -> None:
+        self._wakeup = wakeup
+        super().__init__(huey, **options)
+
+    def _create_worker(self):
+        worker = super()._create_worker()
+        worker.wakeup = self._wakeup
+        return worker
 
     def _set_signal_handlers(self) -> None:
         self._signal_actions = {signal.SIGINT: (False, True), signal.SIGTERM: (False, True)}
@@ -137,6 +165,7 @@ class WorkerService:
         q = self.config.queue
         self.consumer = QuaeroConsumer(
             services.queue.huey,
+            wakeup=services.queue.wakeup if q.worker_type == "thread" else None,
             workers=q.num_workers,
             worker_type=q.worker_type,
             periodic=False,

@@ -158,10 +158,9 @@ def test_page_renders_roots_without_javascript(client):
 
 
 def test_api_token_is_required_when_set(tmp_path):
-    from conftest import make_config
-
     from quaero.services import build_services
     from quaero.web import create_app
+    from tests.helpers import make_config
 
     services = build_services(make_config(tmp_path, server={"api_token": "s3cret"}))
     try:

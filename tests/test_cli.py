@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import wait_for
 
 from tests import procs
+from tests.helpers import wait_for
 from tests.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import make_config, wait_for_job
+from tests.helpers import make_config, wait_for_job
 
 from quaero.config import Config
 from quaero.executors.crawler import MAX_URL_CHARS

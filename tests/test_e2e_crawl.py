@@ -3,8 +3,8 @@ through `POST /api/jobs`; the site counts what was fetched."""
 
 import pytest
 import requests
-from conftest import wait_for_job
 
+from tests.helpers import wait_for_job
 from tests.sites import TestSite
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +114,7 @@ def test_cancel_stops_a_running_crawl(live_server, worker):
             },
             timeout=5,
         ).json()
-        wait = __import__("conftest").wait_for
+        wait = __import__("tests.helpers", fromlist=["wait_for"]).wait_for
         wait(
             lambda: (
                 requests.get(f"{live_server}/api/jobs/{job['id']}", timeout=5).json()["counts"][

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import scale_out_backend, wait_for
+from tests.helpers import scale_out_backend, wait_for
 from tests.procs import RunPy, free_port, write_config
 from tests.sites import TestSite
 

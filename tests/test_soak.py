@@ -8,8 +8,8 @@ import time
 
 import pytest
 import requests
-from conftest import wait_for
 
+from tests.helpers import wait_for
 from tests.procs import RunPy, free_port, write_config
 
 pytestmark = pytest.mark.e2e

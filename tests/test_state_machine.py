@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 import hypothesis.strategies as st
-from conftest import make_config
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -17,6 +16,7 @@ from quaero.errors import Conflict
 from quaero.executors.base import ChildSpec
 from quaero.models import FINAL_STATUSES, STATUSES, Job, JobLog
 from quaero.services import build_services
+from tests.helpers import make_config
 
 W = "host:1:abcdef"
 FINAL = {s.value for s in FINAL_STATUSES}
@@ -152,10 +152,10 @@ class JobTrees(RuleBasedStateMachine):
         jobs = {j.id: j for j in self.jobs()}
         for j in jobs.values():
             if j.status in FINAL:
-                assert j.n_pending == j.n_running == 0  # finished means a finished subtree
+                assert j.n_open == 0  # finished means a finished subtree
                 assert j.worker_id is None and j.lease_expires_at is None
             if j.status == "running" and j.worker_id is None:
-                assert j.outcome is not None and j.n_pending + j.n_running > 0
+                assert j.outcome is not None and j.n_open > 0
             if j.status == "pending":
                 assert j.worker_id is None and j.outcome is None
             if j.id in self.cancelled_ever:

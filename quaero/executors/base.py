@@ -89,13 +89,20 @@ class JobContext:
 
     #: The cancellation check reads the database at most this often (seconds).
     cancel_check_interval = 0.25
+    #: Log lines and progress are written together at most this often (seconds), and
+    #: with the job's outcome: one transaction instead of one per line.
+    flush_interval = 0.5
 
     def __init__(self, manager: JobManager, job: Job, config: Config) -> None:
         self.manager = manager
         self.job = job
         self.config = config
-        self._cancel_checked_at = 0.0
+        # the claim just proved the job running: the first check can wait an interval
+        self._cancel_checked_at = time.monotonic()
         self._cancelled = False
+        self._logs: list[tuple[str, str, float]] = []
+        self._progress: float | None = None
+        self._flushed_at = time.monotonic()
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -104,7 +111,8 @@ class JobContext:
 
     def log(self, level: str, message: str) -> None:
         """Append a line to the job's log (level: debug, info, warning, error)."""
-        self.manager.log(self.job.id, level, message)
+        self._logs.append((level, message, time.time()))
+        self._flush_if_due()
 
     def debug(self, message: str) -> None:
         """Log at debug level."""
@@ -124,7 +132,26 @@ class JobContext:
 
     def progress(self, fraction: float) -> None:
         """Report the job's own progress, 0..1."""
-        self.manager.set_progress(self.job.id, fraction)
+        self._progress = fraction
+        self._flush_if_due()
+
+    def drain(self) -> tuple[list[tuple[str, str, float]], float | None]:
+        """Take the buffered log lines and progress (the runner writes them with the
+        job's outcome)."""
+        logs, progress = self._logs, self._progress
+        self._logs, self._progress = [], None
+        self._flushed_at = time.monotonic()
+        return logs, progress
+
+    def flush(self) -> None:
+        """Write buffered log lines and progress now."""
+        logs, progress = self.drain()
+        if logs or progress is not None:
+            self.manager.write_report(self.job.id, logs, progress)
+
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._flushed_at >= self.flush_interval:
+            self.flush()
 
     def spawn(self, children: list[ChildSpec], root_limit: int | None = None) -> list[int]:
         """Create child jobs in one transaction and enqueue them; returns the new ids.

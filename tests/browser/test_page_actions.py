@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.browser.helpers import confirm
-from tests.conftest import wait_for, wait_for_job
+from tests.helpers import wait_for, wait_for_job
 from tests.sites import TestSite
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

@@ -6,7 +6,7 @@ import re
 import pytest
 import requests
 
-from tests.conftest import wait_for_job
+from tests.helpers import wait_for_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.browser.helpers import open_context
-from tests.conftest import wait_for_job
+from tests.helpers import wait_for_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
