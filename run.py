@@ -25,18 +25,59 @@ from quaero.config import Config, ConfigError
 logger = logging.getLogger("quaero")
 
 
+class RedactSecrets(logging.Filter):
+    """Replaces the API token with [redacted] in every record a handler writes (message,
+    arguments and traceback), whichever logger (ours, waitress, huey) made it."""
+
+    def __init__(self, *secrets: str) -> None:
+        super().__init__()
+        self.secrets = [secret for secret in secrets if secret]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: the handler reports it as usual
+            return True
+        if any(secret in message for secret in self.secrets):
+            record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
 def setup_logging(config: Config) -> None:
-    """Process logs to stderr at the configured level."""
+    """Process logs to stderr at the configured level, the API token redacted."""
     logging.basicConfig(
         level=config.logging.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.server.api_token:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactSecrets(config.server.api_token))
     logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
+MIN_TOKEN_CHARS = 16
+
+
 def check_bind(config: Config) -> None:
-    """Refuse a non-loopback bind without an API token."""
+    """Refuse a non-loopback bind without an API token, and a token that is too short."""
+    token = config.server.api_token
+    if token and len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"server.api_token is shorter than {MIN_TOKEN_CHARS} characters: use a long random "
+            "one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     host = config.server.host
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quaero.errors import ValidationFailed
 from quaero.executors.base import REGISTRY, public_types
+
+MAX_PAYLOAD_BYTES = 64 * 1024  # a payload's JSON, UTF-8 encoded
+MAX_PAYLOAD_DEPTH = 20  # nested objects and arrays in a payload, the payload itself included
 
 
 class CreateJob(BaseModel):
@@ -22,6 +27,50 @@ class CreateJob(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=100)
     timeout: float | None = Field(None, gt=0, le=86_400)
 
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") that JSON let through
+        return False
+    return True
+
+
+def json_problems(body: dict[str, Any]) -> dict[str, str]:
+    """Field-named problems of a JSON body that no model catches: nesting deeper than
+    MAX_PAYLOAD_DEPTH, lone surrogates, NaN/Infinity, a payload over MAX_PAYLOAD_BYTES.
+
+    Walks iteratively, so a hostile depth cannot exhaust the stack.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, str(key), 1) for key, value in body.items()]
+    while stack:
+        value, path, depth = stack.pop()
+        if not _valid_text(path):
+            return {path.encode("utf-8", "replace").decode(): "not valid Unicode"}
+        if isinstance(value, (dict, list)):
+            if depth > MAX_PAYLOAD_DEPTH:
+                top = path.split(".", 1)[0]
+                return {top: f"nested deeper than {MAX_PAYLOAD_DEPTH} levels"}
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((child, f"{path}.{key}", depth + 1) for key, child in items)
+        elif isinstance(value, str) and not _valid_text(value):
+            return {path: "not valid Unicode (a lone surrogate)"}
+        elif isinstance(value, float) and not math.isfinite(value):
+            return {path: "must be a finite number"}
+    payload = body.get("payload")
+    if payload is not None:
+        size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > MAX_PAYLOAD_BYTES:
+            return {"payload": f"{size} bytes of JSON, more than {MAX_PAYLOAD_BYTES}"}
+    return {}
+
 
 def field_errors(exc: ValidationError, prefix: str = "") -> dict[str, str]:
     """pydantic errors as {"dotted.field": "message"}."""
@@ -34,6 +83,9 @@ def field_errors(exc: ValidationError, prefix: str = "") -> dict[str, str]:
 
 def validate_create(data: dict[str, Any]) -> CreateJob:
     """Check the body and the payload against the executor's model."""
+    problems = json_problems(data)
+    if problems:
+        raise ValidationFailed("invalid job: " + "; ".join(problems.values()), problems)
     try:
         body = CreateJob.model_validate(data)
     except ValidationError as exc:

@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from tests.helpers import make_config, wait_for_job
 
 from quaero.config import Config
 from quaero.executors.crawler import MAX_URL_CHARS
+from tests.helpers import make_config, wait_for_job
 
 pytestmark = pytest.mark.e2e
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from flask import Flask
 
 from quaero.services import Services
-from quaero.web import api, auth, pages
+from quaero.web import api, auth, openapi, pages, security
 from quaero.web.errors import register_error_handlers
 
 PAGES_DIR = Path(__file__).resolve().parent.parent.parent / "pages"
@@ -26,14 +25,12 @@ def create_app(services: Services) -> Flask:
     app.config.update(
         MAX_CONTENT_LENGTH=config.server.max_body_bytes,
         JSON_SORT_KEYS=False,
-        # The session only carries the page login; its key derives from the token.
-        SECRET_KEY=hashlib.sha256(b"quaero-session:" + config.server.api_token.encode()).digest(),
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
     )
     app.extensions["quaero"] = services
     register_error_handlers(app)
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
+    security.init_app(app)  # last: its after_request hook must run before the ETag one
     return app

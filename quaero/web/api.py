@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.routing import IntegerConverter
 
 from quaero import queries
 from quaero.errors import NotFound, ValidationFailed
@@ -22,6 +24,22 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 MAX_LIMIT = 500
+MAX_ID = 2**63 - 1  # ids and offsets are 64-bit integers in SQLite and PostgreSQL
+JOB = "/api/jobs/<job_id:job_id>"
+
+
+class JobIdConverter(IntegerConverter):
+    """A job id in a URL: digits only (anything else matches no route: 404), and an id
+    too large for the database is a 404 too, whatever the method."""
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > MAX_ID:
+            raise werkzeug_exceptions.NotFound(f"job {value[:40]} not found")
+        return number
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("job_id", JobIdConverter))
 
 
 def services() -> Services:
@@ -33,7 +51,12 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 415/400 error."""
     if not request.is_json:
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # json.loads on thousands of nested brackets
+        raise ValidationFailed(
+            "the body is nested too deeply", {"body": "nested too deeply"}
+        ) from None
     if data is None:
         raise ValidationFailed("the body is not valid JSON")
     if not isinstance(data, dict):
@@ -41,9 +64,7 @@ def json_body() -> dict[str, Any]:
     return data
 
 
-def int_arg(
-    name: str, default: int | None, minimum: int = 0, maximum: int | None = None
-) -> int | None:
+def int_arg(name: str, default: int | None, minimum: int = 0, maximum: int = MAX_ID) -> int | None:
     """An integer query argument, or a 400 naming it."""
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -52,8 +73,8 @@ def int_arg(
         value = int(raw)
     except ValueError:
         raise ValidationFailed(f"{name} must be an integer", {name: "must be an integer"}) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+    if value < minimum or value > maximum:
+        bounds = f"between {minimum} and {maximum}" if maximum < MAX_ID else f">= {minimum}"
         raise ValidationFailed(f"{name} must be {bounds}", {name: f"must be {bounds}"})
     return value
 
@@ -68,14 +89,21 @@ def choice_arg(name: str, choices: list[str] | tuple[str, ...]) -> str | None:
     return value
 
 
+def text_arg(name: str, max_chars: int) -> str | None:
+    """A free-text query argument, trimmed and cut to `max_chars`; NUL is a 400."""
+    value = (request.args.get(name) or "").strip()[:max_chars]
+    if "\x00" in value:
+        raise ValidationFailed(f"{name} must not contain NUL", {name: "must not contain NUL"})
+    return value or None
+
+
 def job_filter(parent_id: int | None = None) -> queries.JobFilter:
     """The listing filters from the query string."""
-    q = (request.args.get("q") or "").strip()[:200] or None
     return queries.JobFilter(
         parent_id=parent_id if parent_id is not None else int_arg("parent_id", None, 1),
         status=choice_arg("status", STATUSES),
-        type=request.args.get("type") or None,
-        q=q,
+        type=text_arg("type", 64),
+        q=text_arg("q", 200),
         limit=int_arg("limit", 50, 1, MAX_LIMIT),
         offset=int_arg("offset", 0, 0),
     )
@@ -122,18 +150,18 @@ def _job_or_404(job_id: int):
     return job
 
 
-@bp.get("/api/jobs/<int:job_id>")
+@bp.get(JOB)
 def get_job(job_id: int):
     return jsonify(job_to_dict(_job_or_404(job_id)))
 
 
-@bp.get("/api/jobs/<int:job_id>/children")
+@bp.get(JOB + "/children")
 def children(job_id: int):
     _job_or_404(job_id)
     return jsonify(listing(job_filter(parent_id=job_id)))
 
 
-@bp.get("/api/jobs/<int:job_id>/logs")
+@bp.get(JOB + "/logs")
 def logs(job_id: int):
     _job_or_404(job_id)
     lines = queries.job_logs(
@@ -145,17 +173,17 @@ def logs(job_id: int):
     return jsonify({"logs": [log_to_dict(line) for line in lines]})
 
 
-@bp.post("/api/jobs/<int:job_id>/cancel")
+@bp.post(JOB + "/cancel")
 def cancel(job_id: int):
     return jsonify(job_to_dict(services().manager.cancel_tree(job_id)))
 
 
-@bp.post("/api/jobs/<int:job_id>/retry")
+@bp.post(JOB + "/retry")
 def retry(job_id: int):
     return jsonify(job_to_dict(services().manager.retry_tree(job_id)))
 
 
-@bp.post("/api/jobs/<int:job_id>/rerun")
+@bp.post(JOB + "/rerun")
 def rerun(job_id: int):
     overrides: dict[str, Any] = {}
     if request.content_length:
@@ -174,17 +202,17 @@ def rerun(job_id: int):
     return response
 
 
-@bp.post("/api/jobs/<int:job_id>/pause")
+@bp.post(JOB + "/pause")
 def pause(job_id: int):
     return jsonify(job_to_dict(services().manager.set_paused(job_id, True)))
 
 
-@bp.post("/api/jobs/<int:job_id>/resume")
+@bp.post(JOB + "/resume")
 def resume(job_id: int):
     return jsonify(job_to_dict(services().manager.set_paused(job_id, False)))
 
 
-@bp.delete("/api/jobs/<int:job_id>")
+@bp.delete(JOB)
 def delete(job_id: int):
     deleted = services().manager.delete_tree(job_id)
     return jsonify({"deleted": deleted})

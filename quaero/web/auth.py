@@ -1,55 +1,131 @@
 """The API token: `Authorization: Bearer <token>` for the API, a login for the page.
 
 With `[server] api_token` empty (the default, only allowed on a loopback bind) nothing
-is required.
+is required. With a token, every request but /healthz, /login, /logout and static files
+needs either the header (compared in constant time) or the session cookie that
+`POST /login` sets after the same comparison. The cookie holds no secret, only a signed
+`{"authenticated": true}`: its signing key is derived from the token (so changing the
+token signs everyone out) and its signature expires after `SESSION_LIFETIME`. It is
+HttpOnly, SameSite=Strict, and Secure whenever the request came over HTTPS.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from datetime import timedelta
+from urllib.parse import quote
 
-from flask import Flask, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+)
+from flask.sessions import SecureCookieSessionInterface
 
 from quaero.web.errors import error_response
 
-OPEN_PATHS = ("/healthz", "/login", "/static/")
+OPEN_PATHS = ("/healthz", "/login", "/logout", "/static/")
+SESSION_LIFETIME = timedelta(hours=12)
 
 
 def _token() -> str:
     return current_app.extensions["quaero"].config.server.api_token
 
 
+def session_key(token: str) -> bytes:
+    """The cookie-signing key: derived from the token, never the token itself."""
+    return hmac.new(token.encode(), b"quaero session signing key", hashlib.sha256).digest()
+
+
 def token_matches(given: str) -> bool:
-    """Constant-time comparison with the configured token."""
-    return hmac.compare_digest(given.encode(), _token().encode())
+    """Constant-time comparison with the configured token (of digests: no length leak)."""
+    token = _token()
+    if not token:
+        return False
+    expected = hashlib.sha256(token.encode()).digest()
+    return hmac.compare_digest(hashlib.sha256(given.encode("utf-8", "replace")).digest(), expected)
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def check_credentials() -> Response | None:
+    """None if the request may go on; else a 401 (API) or a redirect to the login page."""
+    if not _token() or request.path.startswith(OPEN_PATHS):
+        return None
+    given = bearer_token()
+    if given is not None and token_matches(given):
+        g.authenticated_by = "bearer"
+        return None
+    if session.get("authenticated") is True:
+        g.authenticated_by = "cookie"
+        return None
+    if request.path.startswith("/api/") or request.path == "/metrics":
+        response = error_response(401, "unauthorized", "missing or wrong API token")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="quaero"'
+        return response
+    return redirect("/login?next=" + _quote_path(request.full_path.rstrip("?")))
+
+
+def _quote_path(path: str) -> str:
+    return quote(path, safe="/")
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after login; anything else (another site) becomes /jobs."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or any(ord(c) < 32 for c in target)
+    ):
+        return "/jobs"
+    return target
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, `Secure` exactly when the request is HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or bool(app.config["SESSION_COOKIE_SECURE"])
 
 
 def init_app(app: Flask) -> None:
-    """Require the token on every request but health, login and static files."""
-
-    @app.before_request
-    def require_token():
-        if not _token() or request.path.startswith(OPEN_PATHS):
-            return None
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and token_matches(header[len("Bearer ") :]):
-            return None
-        if session.get("authenticated"):
-            return None
-        if request.path.startswith("/api/") or request.path == "/metrics":
-            return error_response(401, "unauthorized", "missing or wrong API token")
-        return redirect(url_for("auth_login", next=request.full_path))
+    """Session settings and the /login and /logout routes (checks: `check_credentials`)."""
+    app.session_interface = SessionInterface()
+    app.config.update(
+        SECRET_KEY=session_key(app.extensions["quaero"].config.server.api_token),
+        SESSION_COOKIE_NAME="quaero_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
 
     @app.route("/login", methods=["GET", "POST"], endpoint="auth_login")
     def login():
+        target = safe_next(request.args.get("next"))
+        if not _token():
+            return redirect(target)
         error = None
         if request.method == "POST":
             if token_matches(request.form.get("token", "")):
                 session.clear()
                 session["authenticated"] = True
-                target = request.args.get("next", "/jobs")
-                return redirect(
-                    target if target.startswith("/") and not target.startswith("//") else "/jobs"
-                )
+                return redirect(target)
             error = "Wrong token."
-        return render_template("login.html", error=error), (401 if error else 200)
+        html = render_template("login.html", error=error, next=target)
+        return html, (401 if error else 200)
+
+    @app.post("/logout", endpoint="auth_logout")
+    def logout():
+        session.clear()
+        return redirect("/login" if _token() else "/jobs", code=303)

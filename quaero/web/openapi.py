@@ -1,0 +1,408 @@
+"""The OpenAPI 3 description of the JSON API, served at GET /api/openapi.json.
+
+Written by hand as a Python dict next to the code it describes; a test checks that every
+API route of the Flask app is here and that nothing here is missing from the app, and a
+schemathesis run against a live server checks the answers against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from quaero.executors.base import public_types
+from quaero.models import LOG_LEVELS, STATUSES
+from quaero.validation import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
+from quaero.web.api import MAX_ID, MAX_LIMIT
+
+bp = Blueprint("openapi", __name__)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+ERRORS = {
+    "400": _error("invalid JSON, fields or query arguments; `fields` names each bad one"),
+    "401": _error("missing or wrong `Authorization: Bearer` token (when a token is set)"),
+    "403": _error("read-only mode, a cross-site request, or a non-loopback Host without token"),
+    "404": _error("no such job (ids that are not integers included)"),
+    "405": _error("method not allowed"),
+    "409": _error("the job is in the wrong state for this"),
+    "413": _error("the body is larger than [server] max_body_bytes"),
+    "415": _error("the body is not JSON"),
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: ERRORS[code] for code in ("401", "403", *codes)}
+
+
+def _int(minimum: int, maximum: int = MAX_ID, **extra: Any) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "maximum": maximum, **extra}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": _int(0),
+    "example": 1,
+    "description": "the job's id",
+}
+
+
+def _filters(with_parent: bool) -> list[dict[str, Any]]:
+    params = [
+        _query("status", {"type": "string", "enum": list(STATUSES)}, "only jobs in this status"),
+        _query("type", {"type": "string", "maxLength": 64}, "only jobs of this type"),
+        _query("q", {"type": "string", "maxLength": 200}, "search in names"),
+        _query("limit", _int(1, MAX_LIMIT, default=50), "page size"),
+        _query("offset", _int(0, default=0), "jobs to skip"),
+    ]
+    if with_parent:
+        params.insert(0, _query("parent_id", _int(1), "direct children of this job"))
+    return params
+
+
+def _job_action(summary: str, *codes: str, status: str = "200") -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": [JOB_ID],
+        "responses": {status: _json(_ref("Job"), "the job"), **_errors("404", *codes)},
+    }
+
+
+NULLABLE_STRING = {"type": "string", "nullable": True}
+NULLABLE_NUMBER = {"type": "number", "nullable": True}
+COUNTS = {
+    "type": "object",
+    "required": [*STATUSES, "total"],
+    "properties": {name: {"type": "integer"} for name in (*STATUSES, "total")},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "additionalProperties": False,
+                "properties": {
+                    "code": {"type": "string", "example": "validation_error"},
+                    "message": {"type": "string"},
+                    "fields": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "description": "each bad field (dotted, e.g. payload.url) → why",
+                    },
+                },
+            }
+        },
+    },
+    "Counts": COUNTS,
+    "Job": {
+        "type": "object",
+        "required": ["id", "root_id", "type", "name", "status", "payload", "counts", "progress"],
+        "properties": {
+            "id": {"type": "integer"},
+            "parent_id": {"type": "integer", "nullable": True},
+            "root_id": {"type": "integer"},
+            "depth": {"type": "integer"},
+            "type": {"type": "string"},
+            "name": {"type": "string"},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "paused": {"type": "boolean"},
+            "payload": {"type": "object"},
+            "result": {"nullable": True},
+            "error": NULLABLE_STRING,
+            "traceback": NULLABLE_STRING,
+            "attempts": {"type": "integer"},
+            "max_attempts": {"type": "integer"},
+            "priority": {"type": "integer"},
+            "timeout": NULLABLE_NUMBER,
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "own_progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "counts": _ref("Counts"),
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": NULLABLE_STRING,
+            "finished_at": NULLABLE_STRING,
+            "duration": NULLABLE_NUMBER,
+            "worker_id": NULLABLE_STRING,
+            "lease_expires_at": NULLABLE_STRING,
+        },
+    },
+    "JobList": {
+        "type": "object",
+        "required": ["jobs", "total", "limit", "offset"],
+        "properties": {
+            "jobs": {"type": "array", "items": _ref("Job")},
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "LogLine": {
+        "type": "object",
+        "required": ["id", "job_id", "level", "message", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "job_id": {"type": "integer"},
+            "level": {"type": "string", "enum": list(LOG_LEVELS)},
+            "message": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Stats": {
+        "type": "object",
+        "required": ["counts", "queue_depth", "workers_alive"],
+        "properties": {
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "queue_depth": {"type": "integer"},
+            "scheduled": {"type": "integer"},
+            "oldest_pending_age": NULLABLE_NUMBER,
+            "workers_alive": {"type": "integer"},
+            "workers": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "error"]},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+}
+
+
+def _create_job_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["type"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "enum": public_types(), "description": "executor"},
+            "name": {"type": "string", "maxLength": 500},
+            "payload": {
+                "type": "object",
+                "description": (
+                    "checked by the type's executor (crawler: url, depth, max_pages, "
+                    f"same_host, include, exclude, delay, respect_robots); at most "
+                    f"{MAX_PAYLOAD_BYTES} bytes of JSON and {MAX_PAYLOAD_DEPTH} levels deep"
+                ),
+            },
+            "priority": {"type": "integer", "minimum": -100, "maximum": 100, "default": 0},
+            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
+            "timeout": {
+                "type": "number",
+                "exclusiveMinimum": True,
+                "minimum": 0,
+                "maximum": 86400,
+                "nullable": True,
+            },
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the API as it is registered in this process."""
+    create_body = {
+        "required": True,
+        "content": {"application/json": {"schema": _create_job_schema()}},
+    }
+    rerun_body = {
+        "required": False,
+        "description": 'payload keys to override, as {"payload": {...}} or the keys alone',
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    paths: dict[str, Any] = {
+        "/api/jobs": {
+            "get": {
+                "summary": "Root jobs (or children of parent_id), newest first",
+                "parameters": _filters(with_parent=True),
+                "responses": {"200": _json(_ref("JobList"), "a page of jobs"), **_errors("400")},
+            },
+            "post": {
+                "summary": "Submit a job",
+                "requestBody": create_body,
+                "responses": {
+                    "201": _json(_ref("Job"), "the new job (Location: its URL)"),
+                    **_errors("400", "413", "415"),
+                },
+            },
+        },
+        "/api/jobs/{job_id}": {
+            "get": _job_action("A job with its descendant counts and progress"),
+            "delete": {
+                "summary": "Delete a finished tree and its logs",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["deleted"],
+                            "properties": {"deleted": {"type": "integer"}},
+                        },
+                        "the number of jobs deleted",
+                    ),
+                    **_errors("404", "409"),
+                },
+            },
+        },
+        "/api/jobs/{job_id}/children": {
+            "get": {
+                "summary": "Direct children, oldest first",
+                "parameters": [JOB_ID, *_filters(with_parent=False)],
+                "responses": {
+                    "200": _json(_ref("JobList"), "a page of children"),
+                    **_errors("400", "404"),
+                },
+            }
+        },
+        "/api/jobs/{job_id}/logs": {
+            "get": {
+                "summary": "A job's log lines; poll with after_id to tail",
+                "parameters": [
+                    JOB_ID,
+                    _query("level", {"type": "string", "enum": list(LOG_LEVELS)}, "minimum"),
+                    _query("after_id", _int(0), "only lines after this id"),
+                    _query("limit", _int(1, 1000, default=200), "lines at most"),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["logs"],
+                            "properties": {"logs": {"type": "array", "items": _ref("LogLine")}},
+                        },
+                        "log lines, oldest first",
+                    ),
+                    **_errors("400", "404"),
+                },
+            }
+        },
+        "/api/jobs/{job_id}/cancel": {
+            "post": _job_action(
+                "Cancel the job and every unfinished descendant", "409", "413", "415"
+            )
+        },
+        "/api/jobs/{job_id}/retry": {
+            "post": _job_action(
+                "Re-run the failed and cancelled jobs of the tree", "409", "413", "415"
+            )
+        },
+        "/api/jobs/{job_id}/pause": {
+            "post": _job_action("Hold back the pending jobs of the tree", "409", "413", "415")
+        },
+        "/api/jobs/{job_id}/resume": {
+            "post": _job_action("Release the held-back jobs of the tree", "409", "413", "415")
+        },
+        "/api/jobs/{job_id}/rerun": {
+            "post": {
+                **_job_action("A new root with the same type and payload"),
+                "requestBody": rerun_body,
+                "responses": {
+                    "201": _json(_ref("Job"), "the new root"),
+                    **_errors("400", "404", "409", "413", "415"),
+                },
+            }
+        },
+        "/api/stats": {
+            "get": {
+                "summary": "Counts by status, queue depth, retries, live workers",
+                "responses": {"200": _json(_ref("Stats"), "statistics"), **_errors()},
+            }
+        },
+        "/api/types": {
+            "get": {
+                "summary": "The job types that can be submitted",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["types"],
+                            "properties": {"types": {"type": "array", "items": {"type": "string"}}},
+                        },
+                        "type names",
+                    ),
+                    **_errors(),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0"), **_errors()},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Web, metadata store and queue health (no token needed)",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref("Health"), "healthy"),
+                    "503": _json(_ref("Health"), "a check failed"),
+                    "403": ERRORS["403"],
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(),
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "quaero",
+            "version": "1",
+            "description": (
+                "Parent/child job orchestrator. Every error is JSON: "
+                '{"error": {"code", "message", "fields"?}}. With [server] api_token set, '
+                "every path but /healthz needs `Authorization: Bearer <token>`."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+        },
+        "paths": paths,
+    }
+
+
+@bp.get("/api/openapi.json")
+def openapi_json():
+    return jsonify(document())
