@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from huey import PriorityRedisHuey, SqliteHuey
@@ -21,7 +22,55 @@ TASK_NAME = "run_job"
 
 
 class BulkSqliteStorage(SqliteStorage):
-    """Huey's SQLite storage plus one-transaction bulk enqueue for fan-outs."""
+    """Huey's SQLite storage plus one-transaction bulk enqueue for fan-outs, and
+    dequeue in batches of `prefetch` messages held for this process's workers.
+
+    A prefetched message that a crash loses costs nothing: its job is still pending
+    in `jobs`, and the reaper's orphan sweep enqueues it again.
+    """
+
+    def __init__(self, *args, prefetch: int = 1, **kwargs) -> None:
+        self.prefetch = max(1, prefetch)
+        self._prefetched: deque[bytes] = deque()
+        super().__init__(*args, **kwargs)
+
+    def dequeue(self) -> bytes | None:
+        try:
+            return self._prefetched.popleft()
+        except IndexError:
+            pass
+        if self.prefetch == 1:
+            return super().dequeue()
+        # the same cheap check as Huey's before taking the write lock
+        quick = "select 1 from task where queue = ? limit 1"
+        if not self.sql(quick, (self.name,), results=True):
+            return None
+        with self.db(commit=True) as curs:
+            curs.execute(
+                "select id, data from task where queue = ? order by priority desc, id limit ?",
+                (self.name, self.prefetch),
+            )
+            rows = curs.fetchall()
+            if not rows:
+                return None
+            marks = ",".join("?" * len(rows))
+            ids = [task_id for task_id, _ in rows]
+            curs.execute(f"delete from task where id in ({marks})", ids)
+        self._prefetched.extend(data for _, data in rows[1:])
+        return rows[0][1]
+
+    def prefetched_items(self) -> list[bytes]:
+        """Messages taken from the table but not yet handed to a worker."""
+        return list(self._prefetched)
+
+    def return_prefetched(self) -> int:
+        """Put messages not yet handed to a worker back on the queue (a clean stop)."""
+        items = []
+        while self._prefetched:
+            items.append((self._prefetched.popleft(), 0))
+        if items:
+            self.enqueue_many(items)
+        return len(items)
 
     def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
         """Insert many (message, priority) pairs in one transaction."""
@@ -83,6 +132,7 @@ def make_huey(config: Config):
     path.parent.mkdir(parents=True, exist_ok=True)
     return QuaeroSqliteHuey(
         q.name,
+        prefetch=q.num_workers if q.worker_type == "thread" else 1,
         results=False,
         filename=str(path),
         storage_class=BulkSqliteStorage,
@@ -140,7 +190,9 @@ class JobQueue:
         """Ids of every job with a message on the queue or the schedule."""
         ids: set[int] = set()
         storage = self.huey.storage
-        for data in list(storage.enqueued_items()) + list(storage.scheduled_items()):
+        messages = list(storage.enqueued_items()) + list(storage.scheduled_items())
+        messages += getattr(storage, "prefetched_items", list)()
+        for data in messages:
             try:
                 task = self.huey.deserialize_task(data)
             except Exception:  # a message of another task or version: not ours
@@ -149,6 +201,11 @@ class JobQueue:
             if task.name == TASK_NAME and task.args:
                 ids.add(int(task.args[0]))
         return ids
+
+    def return_prefetched(self) -> int:
+        """Put back messages this process took but did not start (a clean stop)."""
+        give_back = getattr(self.huey.storage, "return_prefetched", None)
+        return give_back() if give_back else 0
 
     def ping(self) -> None:
         """Raise if the queue storage cannot be reached."""

@@ -254,6 +254,7 @@ class WorkerService:
         if not self.consumer.stop_flag.is_set():
             self.consumer.stop(graceful=True)
         self._stop.set()
+        self.services.queue.return_prefetched()
         manager = self.services.manager
         released = manager.release_worker_jobs(self.worker_id)
         if released:
