@@ -94,6 +94,12 @@ def make_server(config: Config, app):
     """A waitress server (production WSGI) bound to the configured address."""
     from waitress.server import create_server
 
+    proxy = {}
+    if config.server.trusted_proxy:  # its X-Forwarded-Proto makes the session cookie Secure
+        proxy = {
+            "trusted_proxy": config.server.trusted_proxy,
+            "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-for"},
+        }
     return create_server(
         app,
         host=config.server.host,
@@ -101,6 +107,7 @@ def make_server(config: Config, app):
         threads=config.server.threads,
         ident="quaero",
         clear_untrusted_proxy_headers=True,
+        **proxy,
     )
 
 

@@ -27,6 +27,7 @@ class ServerConfig:
     port: int = 8085
     api_token: str = ""
     read_only: bool = False
+    trusted_proxy: str = ""
     threads: int = 8
     max_body_bytes: int = 1_000_000
 

@@ -132,7 +132,7 @@ def make_huey(config: Config):
     path.parent.mkdir(parents=True, exist_ok=True)
     return QuaeroSqliteHuey(
         q.name,
-        prefetch=q.num_workers if q.worker_type == "thread" else 1,
+        prefetch=4 * q.num_workers if q.worker_type == "thread" else 1,
         results=False,
         filename=str(path),
         storage_class=BulkSqliteStorage,

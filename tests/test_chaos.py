@@ -161,3 +161,39 @@ def test_sigterm_stops_within_grace_and_a_restart_finishes_the_rest(tmp_path, pr
     for job_id in ids:
         wait_for(lambda j=job_id: job(base, j)["status"] == "completed", timeout=60)
     assert rows(tmp_path, "SELECT COUNT(*) FROM jobs WHERE status = 'completed'")[0][0] == 10
+
+
+def test_a_paused_crawl_survives_a_restart(tmp_path, procs):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path, port, "[queue]\nnum_workers = 3")
+    with TestSite(n_pages=300, seed=8, delay=0.05) as site:
+        serve = procs("serve", config)
+        serve.wait_healthy(base)
+        root_id = requests.post(
+            f"{base}/api/jobs",
+            json={"type": "crawler", "payload": {"url": site.url("/"), "depth": 4}},
+            timeout=5,
+        ).json()["id"]
+        wait_for(lambda: job(base, root_id)["counts"]["completed"] >= 10, timeout=30)
+        assert requests.post(f"{base}/api/jobs/{root_id}/pause", timeout=5).status_code == 200
+        serve.signal(signal.SIGTERM)
+        assert serve.wait(20) == 0
+        frontier = rows(
+            tmp_path,
+            f"SELECT COUNT(*) FROM jobs WHERE root_id = {root_id} "
+            "AND status = 'pending' AND paused",
+        )[0][0]
+        assert frontier > 0
+
+        again = procs("serve", config)
+        again.wait_healthy(base)
+        hits = site.total_hits
+        time.sleep(1.5)  # a paused tree stays put, restart or not
+        assert site.total_hits == hits
+        assert job(base, root_id)["counts"]["pending"] == frontier
+        assert requests.post(f"{base}/api/jobs/{root_id}/resume", timeout=5).status_code == 200
+        root = wait_for(
+            lambda: (j := job(base, root_id))["status"] == "completed" and j, timeout=90
+        )
+        assert root["counts"]["total"] == len(site.expected_urls(4, include_blocked=True))

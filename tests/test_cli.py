@@ -152,3 +152,30 @@ def test_public_bind_without_token_is_refused(tmp_path):
     env = {**os.environ, "QUAERO_SERVER_HOST": "0.0.0.0"}
     result = run_py("serve", "--config", str(config), env=env)
     assert result.returncode == 2 and "api_token" in result.stderr
+
+
+def test_session_cookie_is_secure_behind_a_trusted_tls_proxy(tmp_path):
+    port = free_port()
+    token = "a-long-enough-test-token"
+    config = procs.write_config(
+        tmp_path, port, f'[server]\napi_token = "{token}"\ntrusted_proxy = "127.0.0.1"'
+    )
+    serve = procs.RunPy("web", config).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        serve.wait_healthy(base)
+        login = {"token": token}
+        proxied = requests.post(
+            f"{base}/login",
+            data=login,
+            allow_redirects=False,
+            headers={"X-Forwarded-Proto": "https"},
+            timeout=5,
+        )
+        plain = requests.post(f"{base}/login", data=login, allow_redirects=False, timeout=5)
+    finally:
+        serve.stop()
+    assert proxied.status_code == plain.status_code == 302
+    assert "Secure" in proxied.headers["Set-Cookie"]
+    assert "HttpOnly" in proxied.headers["Set-Cookie"]
+    assert "Secure" not in plain.headers["Set-Cookie"]
