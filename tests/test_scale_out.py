@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.helpers import scale_out_backend, wait_for
+from tests.helpers import scale_out_backend, wait_for, wait_for_job
 from tests.procs import RunPy, free_port, write_config
 from tests.sites import TestSite
 
@@ -85,15 +85,7 @@ def test_one_web_three_workers_crawl_each_page_once(cluster):
         expected = site.expected_urls(depth, include_blocked=True)
         assert len(expected) >= 500
         root_id = crawl(base, site, depth)
-        root = wait_for(
-            lambda: (
-                (j := requests.get(f"{base}/api/jobs/{root_id}", timeout=5).json())["status"]
-                in ("completed", "failed")
-                and j
-            ),
-            timeout=180,
-            interval=0.25,
-        )
+        root = wait_for_job(base, root_id, timeout=180)
         assert root["status"] == "completed"
         urls = [url for url, _ in pages_of(db_url, root_id)]
         assert sorted(urls) == sorted(expected)
@@ -126,15 +118,7 @@ def test_sigkill_one_of_three_workers_loses_nothing(cluster):
         )
         workers[0].signal(signal.SIGKILL)
         workers[0].wait(10)
-        root = wait_for(
-            lambda: (
-                (j := requests.get(f"{base}/api/jobs/{root_id}", timeout=5).json())["status"]
-                in ("completed", "failed")
-                and j
-            ),
-            timeout=180,
-            interval=0.25,
-        )
+        root = wait_for_job(base, root_id, timeout=180)
         pages = pages_of(db_url, root_id)
         assert root["status"] == "completed"
         assert sorted(url for url, _ in pages) == sorted(expected)
