@@ -61,8 +61,10 @@ class JobsConfig:
     lease_seconds: float = 30.0
     retry_base_seconds: float = 1.0
     retention_days: float = 30.0
-    reaper_interval: float = 5.0
+    reaper_interval: float = 2.0
     shutdown_grace: float = 10.0
+    heartbeat_seconds: float = 1.0
+    worker_timeout: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ MINIMUMS = {
     ("jobs", "retention_days"): 0,
     ("jobs", "reaper_interval"): 0.1,
     ("jobs", "shutdown_grace"): 0,
+    ("jobs", "heartbeat_seconds"): 0.1,
+    ("jobs", "worker_timeout"): 1,
     ("crawler", "timeout"): 0.1,
     ("crawler", "max_bytes"): 1,
     ("crawler", "max_pages"): 1,
@@ -239,6 +243,12 @@ def build(
             if minimum is not None and value < minimum:  # type: ignore[operator]
                 raise ConfigError(f"{section}.{key}: {value!r} is below the minimum {minimum}")
         sections[section] = cls(**values)
+    jobs: JobsConfig = sections["jobs"]  # type: ignore[assignment]
+    if jobs.worker_timeout < 2 * jobs.heartbeat_seconds:
+        raise ConfigError(
+            f"jobs.worker_timeout ({jobs.worker_timeout}) must be at least twice "
+            f"jobs.heartbeat_seconds ({jobs.heartbeat_seconds}): one late beat is no death"
+        )
     return Config(base_dir=base_dir or Path.cwd(), **sections)  # type: ignore[arg-type]
 
 

@@ -34,3 +34,8 @@ class ValidationFailed(QuaeroError):
 
     status = 400
     code = "validation_error"
+
+
+class LeaseLost(Exception):
+    """An attempt wrote to a job it no longer holds (cancelled, or its lease was taken
+    over): the write was refused and the attempt must stop."""

@@ -24,9 +24,9 @@ import peewee
 
 from quaero.config import Config
 from quaero.db import dialect
-from quaero.errors import Conflict, NotFound
+from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.executors.base import ChildSpec
-from quaero.models import LOG_LEVELS, UNFINISHED, Job, JobLog, JobStatus, Worker
+from quaero.models import LOG_LEVELS, UNFINISHED, Job, JobLog, Worker
 from quaero.queue import JobQueue
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ RETRYABLE_DB_ERRORS = ("database is locked", "deadlock detected", "could not ser
 # driver's placeholder.
 CLAIM_SQL = (
     "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = {p},"
-    " updated_at = {p}, worker_id = {p}, lease_expires_at = {p}, run_after = NULL"
+    " updated_at = {p}, worker_id = {p}, lease_expires_at = {p}, run_after = NULL,"
+    " lease_epoch = lease_epoch + 1"
     " WHERE id = {p} AND status = 'pending' AND paused = FALSE"
     " AND (run_after IS NULL OR run_after <= {p}) RETURNING *"
 )
@@ -61,8 +62,14 @@ FINISH_SQL = (
     " finished_at = CASE WHEN n_open = 0 THEN {p} ELSE NULL END,"
     " result = {p}, error = {p}, traceback = {p}, progress = COALESCE({p}, progress),"
     " worker_id = NULL, lease_expires_at = NULL, updated_at = {p}"
-    " WHERE id = {p} AND status = 'running' AND worker_id = {p}"
+    " WHERE id = {p} AND status = 'running' AND worker_id = {p} AND lease_epoch = {p}"
     " AND (lease_expires_at < {p} OR {p}) RETURNING status"
+)
+STILL_HELD_SQL = (
+    "UPDATE jobs SET progress = COALESCE({p}, progress), updated_at = {p}"
+    " WHERE id = {p} AND status IN ('running', 'cancelled') AND lease_epoch = {p}"
+    " AND outcome IS NULL"
+    " RETURNING id"
 )
 SETTLE_SQL = (
     "UPDATE jobs SET status = outcome, finished_at = {p}, updated_at = {p}"
@@ -100,10 +107,16 @@ class JobManager:
         self._claim_sql = CLAIM_SQL.format(p=param)
         self._finish_sql = FINISH_SQL.format(p=param)
         self._settle_sql = SETTLE_SQL.format(p=param)
+        self._still_held_sql = STILL_HELD_SQL.format(p=param)
         self._child_values = CHILD_VALUES.format(p=param)
         # SQLite has one writer at a time; queueing this process's writers on a Python
         # lock wakes the next one at once, where SQLite's busy handler would sleep ms.
         self._write_lock = nullcontext() if self.is_postgres else threading.RLock()
+        #: when an enqueue (or a claim) last failed: the maintenance thread then sweeps
+        #: for orphans every reaper round for a while, not every 30 s
+        self.enqueue_failed_at = -1e9
+        #: why the last write transaction failed; None once one succeeds (see /healthz)
+        self.write_error: str | None = None
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -120,13 +133,51 @@ class JobManager:
                 with self._write_lock, self.db.atomic():
                     if not durable and self.is_postgres:
                         self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
-                    return fn()
+                    result = fn()
+                self.write_error = None
+                return result
             except peewee.OperationalError as exc:
                 if attempt == attempts - 1 or not any(m in str(exc) for m in RETRYABLE_DB_ERRORS):
+                    self._write_failed(exc)
                     raise
                 logger.warning("transaction retried after: %s", exc)
                 time.sleep(0.05 * (attempt + 1) * random.random())
+            except peewee.PeeweeException as exc:
+                self._write_failed(exc)
+                raise
         raise AssertionError("unreachable")
+
+    def _write_failed(self, exc: Exception) -> None:
+        self.write_error = f"{type(exc).__name__}: {exc}"
+
+    def check_writes(self) -> str | None:
+        """None when the metadata store takes writes, else why not (for /healthz).
+
+        The last write transaction of this process decides; after a failure, a probe
+        write (one row rewritten in place) finds out whether the store is back."""
+        if self.write_error is None:
+            return None
+        probe = "UPDATE schema_migrations SET applied_at = applied_at WHERE name = ("
+        probe += "SELECT MIN(name) FROM schema_migrations)"
+        try:
+            self.transaction(lambda: self.db.execute_sql(probe), attempts=1)
+        except peewee.PeeweeException:
+            pass
+        return self.write_error
+
+    def _enqueue_or_sweep(self, jobs: list[tuple[int, int]], delay: float = 0.0) -> None:
+        """Enqueue jobs already committed as pending; if the queue refuses (full disk,
+        Redis away), leave them to the orphan sweep, which then runs every reaper round
+        for a while instead of every 30 s."""
+        try:
+            if delay:
+                for job_id, priority in jobs:
+                    self.queue.enqueue_later(job_id, priority, delay)
+            else:
+                self.queue.enqueue(jobs)
+        except Exception as exc:  # the jobs are safe in `jobs`; the sweep enqueues them
+            self.enqueue_failed_at = time.monotonic()
+            logger.warning("%d jobs not enqueued (%s); the orphan sweep will", len(jobs), exc)
 
     def _shift(
         self, ids: Iterable[int], changes: dict[str, int]
@@ -188,11 +239,25 @@ class JobManager:
             Job.update(progress=fraction, updated_at=now).where(Job.id == job_id).execute()
 
     def write_report(
-        self, job_id: int, logs: list[tuple[str, str, float]], progress: float | None
-    ) -> None:
-        """Write log lines and progress an executor buffered, in one transaction."""
+        self, job: Job, logs: list[tuple[str, str, float]], progress: float | None
+    ) -> bool:
+        """Write log lines and progress an executor buffered, in one transaction, if
+        this attempt still owns the job (running, or cancelled while it ran); False,
+        and nothing written, for a stale attempt whose job another attempt took over."""
         now = time.time()
-        self.transaction(lambda: self._write_report(job_id, (logs, progress), now), durable=False)
+        if progress is not None:
+            progress = max(0.0, min(1.0, float(progress)))
+        fence = self._still_held_sql
+
+        def write() -> bool:
+            # one statement both proves the attempt still holds the job and sets progress
+            held = self.db.execute_sql(fence, (progress, now, job.id, job.lease_epoch)).fetchone()
+            if held is None:
+                return False
+            self._write_report(job.id, (logs, None), now)
+            return True
+
+        return self.transaction(write, durable=False)
 
     def _log_rows(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -254,8 +319,9 @@ class JobManager:
         """Create children of `parent` in one transaction, then enqueue them.
 
         Specs whose `dedup_key` already exists in the tree are skipped (a unique index
-        decides, so concurrent spawners agree); with `root_limit` the tree never grows
-        past that many descendants of the root.
+        decides, so concurrent spawners and a re-run of the parent agree); with
+        `root_limit` the tree never grows past that many descendants of the root. Raises
+        LeaseLost when this attempt of `parent` no longer holds it.
         """
         if not specs:
             return []
@@ -266,16 +332,21 @@ class JobManager:
             # The parent must still be running: a cancel that committed first wins, so
             # no child of a cancelled job is ever created (the chain lock orders them).
             self._lock_chain(parent)
-            row = Job.select(Job.status, Job.paused).where(Job.id == parent.id).first()
-            if row is None or row.status != "running":
-                return []
+            row = (
+                Job.select(Job.status, Job.paused, Job.lease_epoch)
+                .where(Job.id == parent.id)
+                .first()
+            )
+            if row is None or row.status != "running" or row.lease_epoch != parent.lease_epoch:
+                raise LeaseLost(f"job {parent.id}: this attempt no longer holds it")
             paused = bool(row.paused)
             todo = specs
             if root_limit is not None:
                 root = Job.get_or_none(Job.id == parent.root_id)
-                total = root.n_open + root.n_completed + root.n_failed + root.n_cancelled
-                remaining = root_limit - (total if root else 0)
-                todo = specs[: max(0, remaining)]
+                total = (
+                    root.n_open + root.n_completed + root.n_failed + root.n_cancelled if root else 0
+                )
+                todo = specs[: max(0, root_limit - total)]
             default_attempts = self.config.jobs.max_attempts
             rows = [
                 (
@@ -307,7 +378,7 @@ class JobManager:
 
         created = self.transaction(insert, durable=False)
         fault_point("before-enqueue")
-        self.queue.enqueue(created)
+        self._enqueue_or_sweep(created)
         return [job_id for job_id, _ in created]
 
     # -- running --------------------------------------------------------------------
@@ -329,7 +400,12 @@ class JobManager:
                 return None
             return Job(**dict(zip([d[0] for d in cursor.description], row, strict=True)))
 
-        return self.transaction(update, durable=False)
+        try:
+            return self.transaction(update, durable=False)
+        except Exception:
+            # the queue message is gone and the job still pending: sweep for it soon
+            self.enqueue_failed_at = time.monotonic()
+            raise
 
     def complete(self, job: Job, worker_id: str, result: Any, report: Report | None = None) -> bool:
         """The job's own work succeeded; it finishes now or when its descendants do.
@@ -377,7 +453,12 @@ class JobManager:
                     lease_expires_at=None,
                     updated_at=now,
                 )
-                .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
+                .where(
+                    Job.id == job.id,
+                    Job.status == "running",
+                    Job.worker_id == worker_id,
+                    Job.lease_epoch == job.lease_epoch,
+                )
                 .execute()
             )
             if changed:
@@ -391,7 +472,7 @@ class JobManager:
 
         if not self.transaction(update, durable=False):
             return ""
-        self.queue.enqueue_later(job.id, job.priority, delay)
+        self._enqueue_or_sweep([(job.id, job.priority)], delay)
         return "pending"
 
     def retry_delay(self, attempts: int) -> float:
@@ -418,7 +499,7 @@ class JobManager:
         params = (
             outcome, outcome, now,
             json.dumps(result) if result is not None else None, error, traceback,
-            progress, now, job.id, worker_id,
+            progress, now, job.id, worker_id, job.lease_epoch,
             lease_expired_by or 0.0, lease_expired_by is None,
         )  # fmt: skip
 
@@ -643,30 +724,47 @@ class JobManager:
         self.queue.enqueue(self.transaction(update))
         return self.get_or_404(job_id)
 
-    def purge_finished(self, older_than_days: float, batch: int = 100) -> int:
-        """Delete finished trees whose root finished more than `older_than_days` ago, a
-        batch of roots per transaction so workers never wait long; returns jobs deleted."""
+    def purge_finished(
+        self, older_than_days: float, batch: int = 1000, budget: float | None = None
+    ) -> int:
+        """Delete finished trees whose root finished more than `older_than_days` ago;
+        returns jobs deleted.
+
+        At most `batch` jobs (and their logs) go per transaction, descendants before
+        their root, so no write lock is held long whatever a tree's size: workers'
+        heartbeats and finishes wait milliseconds, not the whole purge. With `budget`
+        (seconds) it stops after that long; the next round goes on where it stopped.
+        """
         cutoff = time.time() - older_than_days * 86_400
+        deadline = None if budget is None else time.monotonic() + budget
+        old_roots = (
+            Job.select(Job.id)
+            .where(Job.parent_id.is_null(), Job.status.not_in(UNFINISHED), Job.finished_at < cutoff)
+            .order_by(Job.id)
+        )
         deleted = 0
-        while True:
-            roots = [
-                job_id
-                for (job_id,) in Job.select(Job.id)
-                .where(
-                    Job.parent_id.is_null(), Job.status.not_in(UNFINISHED), Job.finished_at < cutoff
-                )
-                .limit(batch)
-                .tuples()
-            ]
-            if not roots:
-                return deleted
+        for (root_id,) in old_roots.tuples().iterator():
 
-            def delete(roots: list[int] = roots) -> int:
-                ids = Job.select(Job.id).where(Job.root_id.in_(roots))
-                JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
-                return Job.delete().where(Job.root_id.in_(roots)).execute()
+            def delete_some(root_id: int = root_id) -> int:
+                # highest ids first: children go before their parents, the root last
+                ids = [
+                    job_id
+                    for (job_id,) in Job.select(Job.id)
+                    .where(Job.root_id == root_id)
+                    .order_by(Job.id.desc())
+                    .limit(batch)
+                    .tuples()
+                ]
+                if ids:
+                    JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
+                    Job.delete().where(Job.id.in_(ids)).execute()
+                return len(ids)
 
-            deleted += self.transaction(delete)
+            while n := self.transaction(delete_some):
+                deleted += n
+                if deadline is not None and time.monotonic() > deadline:
+                    return deleted
+        return deleted
 
     # -- what executors report ---------------------------------------------------------
 
@@ -675,16 +773,12 @@ class JobManager:
         row = self._log_row(job_id, level, message, time.time())
         self.transaction(lambda: JobLog.insert(row).execute(), durable=False)
 
-    def set_progress(self, job_id: int, fraction: float) -> None:
-        """Record a job's own progress (0..1)."""
-        fraction = max(0.0, min(1.0, float(fraction)))
-        update = Job.update(progress=fraction, updated_at=time.time()).where(Job.id == job_id)
-        self.transaction(update.execute, durable=False)
-
-    def is_cancelled(self, job_id: int) -> bool:
-        """True when the job was cancelled (or deleted)."""
-        row = Job.select(Job.status).where(Job.id == job_id).first()
-        return row is None or row.status == JobStatus.CANCELLED.value
+    def still_held(self, job: Job) -> bool:
+        """True while this attempt of the job holds it: still running, under the same
+        lease epoch. False once it was cancelled, deleted, or taken over by another
+        attempt (its lease expired): a stale attempt must stop."""
+        row = Job.select(Job.status, Job.lease_epoch).where(Job.id == job.id).first()
+        return row is not None and row.status == "running" and row.lease_epoch == job.lease_epoch
 
     # -- workers, leases and recovery ---------------------------------------------------
 
@@ -704,21 +798,23 @@ class JobManager:
             update={Worker.last_heartbeat: now, Worker.stopped_at: None},
         ).execute()
 
-    def heartbeat(self, worker_id: str, jobs_done: int = 0) -> int:
-        """Renew the leases of all jobs this worker runs (one statement) and record how
-        many jobs it finished; returns the number of leases renewed."""
+    def heartbeat(self, worker_id: str, executing: Iterable[int], jobs_done: int = 0) -> int:
+        """Record the worker process as alive and renew the leases of the jobs it is
+        executing right now (never all rows naming it: a job whose finish failed to
+        write must lapse and be reaped); returns the number of leases renewed."""
         now = time.time()
+        ids = sorted(set(executing))
 
         def update() -> int:
-            Worker.update(last_heartbeat=now, jobs_done=jobs_done).where(
+            Worker.update(last_heartbeat=now, jobs_done=jobs_done, stopped_at=None).where(
                 Worker.id == worker_id
             ).execute()
-            if self.is_postgres:  # lock in id order, as every transaction does
-                held = Job.select(Job.id).where(Job.status == "running", Job.worker_id == worker_id)
-                self._lock(job_id for (job_id,) in held.tuples())
+            if not ids:
+                return 0
+            self._lock(ids)  # PostgreSQL: in id order, as every transaction does
             return (
                 Job.update(lease_expires_at=now + self.config.jobs.lease_seconds)
-                .where(Job.status == "running", Job.worker_id == worker_id)
+                .where(Job.id.in_(ids), Job.status == "running", Job.worker_id == worker_id)
                 .execute()
             )
 
@@ -731,13 +827,25 @@ class JobManager:
 
     def release_worker_jobs(self, worker_id: str) -> int:
         """Hand back the jobs a stopping worker still holds: pending again, no lease."""
+        held = list(Job.select().where(Job.status == "running", Job.worker_id == worker_id))
+        return self._hand_back(held, worker_id, "worker stopped; the job runs again")
+
+    def hand_back(self, job: Job, worker_id: str) -> bool:
+        """Give one job back (its outcome could not be recorded): pending again, its
+        attempt not counted; False if this attempt no longer held it."""
+        return bool(self._hand_back([job], worker_id, "outcome not recorded; the job runs again"))
+
+    def _hand_back(self, jobs: list[Job], worker_id: str, message: str) -> int:
+        """`running → pending` for jobs of this worker's attempts, each fenced by its
+        lease epoch, attempts not counted; then enqueue them. Returns how many."""
+        if not jobs:
+            return 0
         now = time.time()
 
         def update() -> list[Job]:
-            held = list(Job.select().where(Job.status == "running", Job.worker_id == worker_id))
-            self._lock(job.id for job in held)
+            self._lock(job.id for job in jobs)
             released = []
-            for job in held:
+            for job in jobs:
                 changed = (
                     Job.update(
                         status="pending",
@@ -746,33 +854,53 @@ class JobManager:
                         attempts=Job.attempts - 1,
                         updated_at=now,
                     )
-                    .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
+                    .where(
+                        Job.id == job.id,
+                        Job.status == "running",
+                        Job.worker_id == worker_id,
+                        Job.lease_epoch == job.lease_epoch,
+                        Job.outcome.is_null(),
+                    )
                     .execute()
                 )
                 if changed:
                     released.append(job)
-            self._log_rows(
-                [
-                    self._log_row(job.id, "warning", "worker stopped; the job runs again", now)
-                    for job in released
-                ]
-            )
+            self._log_rows([self._log_row(job.id, "warning", message, now) for job in released])
             return released
 
         released = self.transaction(update)
-        self.queue.enqueue([(job.id, job.priority) for job in released])
+        self._enqueue_or_sweep([(job.id, job.priority) for job in released])
         return len(released)
 
-    def expire_dead_local_leases(self) -> int:
-        """Expire at once the leases of workers on this host whose process is gone."""
+    def expire_dead_workers_leases(self, me: str | None = None) -> int:
+        """Expire at once the leases of workers that are gone: a process on this host
+        that no longer exists, or any worker whose heartbeat is older than
+        `[jobs] worker_timeout`. A live worker beats every `heartbeat_seconds` from a
+        thread of its own, so a slow job never makes it look dead. `me` (the calling
+        worker) is never judged: its jobs lapse by their leases if it cannot beat."""
+        now = time.time()
         host = socket.gethostname()
-        holders = (
-            Job.select(Job.worker_id)
-            .where(Job.status == "running", Job.worker_id.startswith(f"{host}:"))
+        holders = {
+            w
+            for (w,) in Job.select(Job.worker_id)
+            .where(Job.status == "running", Job.worker_id.is_null(False), Job.lease_expires_at > 0)
             .distinct()
             .tuples()
+        }
+        if not holders:
+            return 0
+        beats = dict(
+            Worker.select(Worker.id, Worker.last_heartbeat)
+            .where(Worker.id.in_(list(holders)))
+            .tuples()
         )
-        dead = [w for (w,) in holders if not _pid_alive(int(w.split(":")[1]))]
+        cutoff = now - self.config.jobs.worker_timeout
+        dead = [
+            w
+            for w in holders - {me}  # a worker that can ask is alive, though it may not beat
+            if (w.startswith(f"{host}:") and not _pid_alive(_pid_of(w)))
+            or beats.get(w, 0.0) < cutoff
+        ]
         if not dead:
             return 0
 
@@ -781,7 +909,10 @@ class JobManager:
             self._lock(job_id for (job_id,) in Job.select(Job.id).where(of_dead).tuples())
             return Job.update(lease_expires_at=0).where(of_dead).execute()
 
-        return self.transaction(update)
+        expired = self.transaction(update)
+        if expired:
+            logger.warning("workers %s are gone: %d jobs run again", ", ".join(dead), expired)
+        return expired
 
     def reap_expired_leases(self, limit: int = 500) -> int:
         """Put running jobs whose lease expired back on the queue (or fail them after
@@ -804,7 +935,7 @@ class JobManager:
                 )
             elif self.transaction(lambda job=job: self._requeue_lost(job, now)):
                 requeue.append((job.id, job.priority))
-        self.queue.enqueue(requeue)
+        self._enqueue_or_sweep(requeue)
         if expired:
             logger.warning(
                 "reaper: %d expired leases, %d jobs re-queued", len(expired), len(requeue)
@@ -858,7 +989,16 @@ def fault_point(name: str) -> None:
         os._exit(70)
 
 
+def _pid_of(worker_id: str) -> int:
+    try:
+        return int(worker_id.split(":")[1])
+    except (IndexError, ValueError):
+        return 0
+
+
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a pid we can check: rely on the heartbeat
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -75,6 +75,7 @@ class Job(BaseModel):
     finished_at = peewee.DoubleField(null=True)
     worker_id = peewee.TextField(null=True)
     lease_expires_at = peewee.DoubleField(null=True)
+    lease_epoch = peewee.IntegerField(default=0)  # bumped by every claim: fences stale attempts
 
     class Meta:
         table_name = "jobs"

@@ -7,9 +7,11 @@ SQLite storage is the default, its Redis storage (with priorities) the scale-out
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.storage import PriorityRedisStorage, SqliteStorage
@@ -32,13 +34,38 @@ class BulkSqliteStorage(SqliteStorage):
     def __init__(self, *args, prefetch: int = 1, **kwargs) -> None:
         self.prefetch = max(1, prefetch)
         self._prefetched: deque[bytes] = deque()
+        #: why the last write to the queue file failed (disk full…); None once one works
+        self.write_error: str | None = None
         super().__init__(*args, **kwargs)
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """Record whether a write to the queue file failed, for /healthz."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            self.write_error = f"queue: {type(exc).__name__}: {exc}"
+            raise
+        self.write_error = None
+
+    def probe_write(self) -> None:
+        """One small real write (Huey's key/value table), to see if writes work again."""
+        with self._write():
+            self.put_data("quaero:write-probe", b"1")
+
+    def enqueue(self, data: bytes, priority: int | None = None) -> None:
+        with self._write():
+            super().enqueue(data, priority)
 
     def dequeue(self) -> bytes | None:
         try:
             return self._prefetched.popleft()
         except IndexError:
             pass
+        with self._write():
+            return self._dequeue()
+
+    def _dequeue(self) -> bytes | None:
         if self.prefetch == 1:
             return super().dequeue()
         # the same cheap check as Huey's before taking the write lock
@@ -74,7 +101,7 @@ class BulkSqliteStorage(SqliteStorage):
 
     def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
         """Insert many (message, priority) pairs in one transaction."""
-        with self.db(commit=True) as curs:
+        with self._write(), self.db(commit=True) as curs:
             curs.executemany(
                 "insert into task (queue, data, priority) values (?, ?, ?)",
                 [(self.name, self.to_blob(data), priority or 0) for data, priority in items],
@@ -206,6 +233,16 @@ class JobQueue:
         """Put back messages this process took but did not start (a clean stop)."""
         give_back = getattr(self.huey.storage, "return_prefetched", None)
         return give_back() if give_back else 0
+
+    def check_writes(self) -> str | None:
+        """None when the queue takes writes, else why not (SQLite queue: the last
+        write decides; after a failure a probe write finds out if it works again)."""
+        storage = self.huey.storage
+        if getattr(storage, "write_error", None) is None:
+            return None
+        with suppress(sqlite3.Error):
+            storage.probe_write()
+        return storage.write_error
 
     def ping(self) -> None:
         """Raise if the queue storage cannot be reached."""

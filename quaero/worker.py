@@ -13,8 +13,9 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from huey.consumer import Consumer, ConsumerStopped, Worker
 
@@ -23,6 +24,8 @@ from quaero.jobs import new_worker_id
 from quaero.services import Services
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Runner:
@@ -35,6 +38,11 @@ class Runner:
         self.in_flight: set[int] = set()
         self.jobs_done = 0
         self._lock = threading.Lock()
+
+    def executing(self) -> list[int]:
+        """Ids of the jobs this process is executing now (the heartbeat renews these)."""
+        with self._lock:
+            return list(self.in_flight)
 
     def run(self, job_id: int) -> None:
         """Claim and execute a job; never lets an exception leave it `running`."""
@@ -55,7 +63,8 @@ class Runner:
         try:
             executor = get_executor(job.type)()
         except KeyError:
-            self.manager.fail(job, self.worker_id, f"unknown job type {job.type!r}", None, True)
+            error = f"unknown job type {job.type!r}"
+            self._persist(job, lambda: self.manager.fail(job, self.worker_id, error, None, True))
             return
         ctx = JobContext(self.manager, job, self.services.config)
         if job.timeout:
@@ -82,19 +91,55 @@ class Runner:
 
     def _record(self, job, outcome: Outcome, ctx: JobContext) -> None:
         exc = outcome.error
+        report = ctx.drain()
         if exc is None:
-            if not self.manager.complete(job, self.worker_id, outcome.result, ctx.drain()):
+            done = self._persist(
+                job, lambda: self.manager.complete(job, self.worker_id, outcome.result, report)
+            )
+            if done is False:
                 logger.info("job %s finished but was no longer held here; result dropped", job.id)
         elif isinstance(exc, JobCancelled):
-            ctx.flush()
-            logger.info("job %s stopped after cancellation", job.id)
+            logs, progress = report
+            if logs or progress is not None:  # kept only if this attempt still owns the job
+                self._persist(job, lambda: self.manager.write_report(job, logs, progress))
+            logger.info("job %s stopped: %s", job.id, exc)
         else:
             permanent = isinstance(exc, PermanentError)
-            if not permanent:
-                logger.warning("job %s (%s) failed: %s", job.id, job.type, _describe(exc))
-            self.manager.fail(
-                job, self.worker_id, _describe(exc), outcome.traceback, permanent, ctx.drain()
+            logger.warning("job %s (%s) failed: %s", job.id, job.type, _describe(exc))
+            self._persist(
+                job,
+                lambda: self.manager.fail(
+                    job, self.worker_id, _describe(exc), outcome.traceback, permanent, report
+                ),
             )
+
+    def _persist(self, job, write: Callable[[], T]) -> T | None:
+        """Record an attempt's outcome, retrying with back-off while the store refuses
+        the write (disk full, connection lost). The job stays in flight meanwhile, so
+        its lease is renewed; if the write never goes through within a lease, the job
+        is handed back (or, if even that fails, left for its lease to lapse)."""
+        delay = 0.1
+        deadline = time.monotonic() + self.services.config.jobs.lease_seconds
+        while True:
+            try:
+                return write()
+            except Exception as exc:  # the store's errors: retried, then handed back
+                if time.monotonic() + delay > deadline:
+                    logger.error("job %s: its outcome could not be recorded: %s", job.id, exc)
+                    break
+                logger.warning(
+                    "job %s: recording its outcome failed (%s); retrying in %.1fs",
+                    job.id,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        try:
+            self.manager.hand_back(job, self.worker_id)
+        except Exception:
+            logger.exception("job %s: hand-back failed; it reruns when its lease lapses", job.id)
+        return None
 
 
 @dataclass
@@ -114,8 +159,24 @@ def _call(executor, ctx: JobContext) -> Outcome:
         return Outcome(error=exc, traceback=traceback.format_exc())
 
 
+def _guard(name: str, step: Callable[[], T]) -> T | None:
+    """Run one maintenance step; a failure is logged and the next round retries."""
+    try:
+        return step()
+    except Exception:  # keep the maintenance thread alive
+        logger.exception("%s failed; the next round retries", name)
+        return None
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+#: Retention deletes for at most this long per maintenance round, then lets the reaper run.
+PURGE_STEP_SECONDS = 1.0
+PURGE_EVERY_SECONDS = 3600.0
+#: After an enqueue or a claim failed, sweep for orphans every reaper round this long.
+SWEEP_WINDOW = 15.0
 
 
 class WakeableWorker(Worker):
@@ -161,7 +222,7 @@ class WorkerService:
         self.runner = Runner(services, self.worker_id)
         services.queue.runner = self.runner.run
         self._stop = threading.Event()
-        self._maintenance: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         q = self.config.queue
         self.consumer = QuaeroConsumer(
             services.queue.huey,
@@ -185,10 +246,12 @@ class WorkerService:
         if self.config.queue.worker_type == "process":
             self.services.close()  # forked children must open their own connections
         self.consumer.start()
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="quaero-maintenance", daemon=True
-        )
-        self._maintenance.start()
+        self._threads = [
+            threading.Thread(target=self._beat, name="quaero-heartbeat", daemon=True),
+            threading.Thread(target=self._maintain, name="quaero-maintenance", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
         logger.info(
             "worker %s started: %d %s workers, polling every %ss",
             self.worker_id,
@@ -198,43 +261,62 @@ class WorkerService:
         )
 
     def recover(self) -> None:
-        """Expire leases of dead local processes, reap expired leases, re-queue orphans."""
+        """Expire leases of gone workers, reap expired leases, re-queue orphans."""
         manager = self.services.manager
-        manager.expire_dead_local_leases()
+        manager.expire_dead_workers_leases(me=self.worker_id)
         manager.reap_expired_leases()
         manager.requeue_orphans(grace=0)
 
-    def _maintain(self) -> None:
+    def _beat(self) -> None:
+        """The heartbeat thread: nothing else runs here, so no maintenance work (a
+        purge, a sweep) can delay it and get a live worker's jobs taken over."""
         jobs = self.config.jobs
-        heartbeat_every = max(0.5, jobs.lease_seconds / 3)
+        every = min(jobs.heartbeat_seconds, jobs.lease_seconds / 3)
+        while not self._stop.wait(every):
+            try:
+                self.services.manager.heartbeat(
+                    self.worker_id, self.runner.executing(), self.runner.jobs_done
+                )
+            except Exception:  # keep beating; the next beat retries
+                logger.exception("heartbeat failed")
+
+    def _maintain(self) -> None:
+        """The maintenance thread: the reaper, the orphan sweep and retention, each on
+        its own schedule, in bounded steps, and failing alone (a full disk stops the
+        reaper's writes, not the sweep that follows)."""
+        jobs = self.config.jobs
+        manager = self.services.manager
         orphan_every = max(30.0, jobs.reaper_interval * 6)
-        purge_every = 3600.0
-        next_beat = next_reap = next_purge = time.monotonic()
+        next_reap = next_purge = next_sweep = time.monotonic()
         next_orphans = time.monotonic() + orphan_every
         while not self._stop.wait(0.2):
             now = time.monotonic()
-            try:
-                if now >= next_beat:
-                    next_beat = now + heartbeat_every
-                    self.services.manager.heartbeat(self.worker_id, self.runner.jobs_done)
-                if now >= next_reap:
-                    next_reap = now + jobs.reaper_interval
-                    self.services.manager.expire_dead_local_leases()
-                    self.services.manager.reap_expired_leases()
-                if now >= next_purge:
-                    next_purge = now + purge_every
-                    purged = self.services.manager.purge_finished(jobs.retention_days)
-                    if purged:
-                        logger.info(
-                            "retention: deleted %d jobs older than %s days",
-                            purged,
-                            jobs.retention_days,
-                        )
-                if now >= next_orphans:
-                    next_orphans = now + orphan_every
-                    self.services.manager.requeue_orphans()
-            except Exception:  # keep the thread alive; the next round retries
-                logger.exception("maintenance round failed")
+            if now >= next_reap:
+                next_reap = now + jobs.reaper_interval
+                _guard("reaper", self._reap)
+            if now >= next_purge:
+                purged = _guard("retention", self._purge)
+                # more may be left (or it failed): go on soon; else look again in an hour
+                next_purge = now + (PURGE_EVERY_SECONDS if purged == 0 else 1.0)
+            if now >= next_orphans:
+                next_orphans = now + orphan_every
+                _guard("orphan sweep", manager.requeue_orphans)
+            elif now - manager.enqueue_failed_at < SWEEP_WINDOW and now >= next_sweep:
+                # an enqueue or a claim failed lately: its jobs may have no message
+                next_sweep = now + jobs.reaper_interval
+                _guard("orphan sweep", lambda: manager.requeue_orphans(grace=1.0))
+
+    def _reap(self) -> int:
+        manager = self.services.manager
+        manager.expire_dead_workers_leases(me=self.worker_id)
+        return manager.reap_expired_leases()
+
+    def _purge(self) -> int:
+        days = self.config.jobs.retention_days
+        purged = self.services.manager.purge_finished(days, budget=PURGE_STEP_SECONDS)
+        if purged:
+            logger.info("retention: deleted %d jobs older than %s days", purged, days)
+        return purged
 
     def run(self) -> None:
         """Run until SIGINT/SIGTERM, then stop gracefully."""
@@ -254,6 +336,8 @@ class WorkerService:
         if not self.consumer.stop_flag.is_set():
             self.consumer.stop(graceful=True)
         self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
         self.services.queue.return_prefetched()
         manager = self.services.manager
         released = manager.release_worker_jobs(self.worker_id)

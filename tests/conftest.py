@@ -85,3 +85,20 @@ def client(services: Services):
     from quaero.web import create_app
 
     return create_app(services).test_client()
+
+
+@pytest.fixture
+def procs():
+    """Start `run.py` subprocesses: `procs("serve", config_path)`; all killed afterwards."""
+    from tests.procs import RunPy
+
+    started = []
+
+    def start(command, config, env=None):
+        p = RunPy(command, config, env).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()

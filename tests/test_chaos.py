@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.procs import RunPy, free_port, write_config
+from tests.procs import free_port, write_config
 from tests.sites import TestSite
 
 pytestmark = pytest.mark.e2e
@@ -22,20 +22,6 @@ def job(base, job_id):
 def rows(tmp_path, sql):
     with sqlite3.connect(tmp_path / "data" / "quaero.db") as db:
         return db.execute(sql).fetchall()
-
-
-@pytest.fixture
-def procs():
-    started = []
-
-    def start(command, config, env=None):
-        p = RunPy(command, config, env).start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
 
 
 def test_sigkill_mid_crawl_loses_nothing(tmp_path, procs):

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from quaero import queries
-from quaero.errors import Conflict, NotFound
+from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.executors.base import ChildSpec
-from quaero.models import Job, JobLog
+from quaero.models import Job, JobLog, Worker
 
 BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
 
@@ -303,22 +303,38 @@ def test_expired_lease_is_requeued_then_failed_after_max_attempts(manager, servi
     assert job.status == "failed" and job.error == "worker lost"
 
 
-def test_heartbeat_renews_every_lease_of_the_worker(manager):
+def test_heartbeat_renews_only_the_leases_of_jobs_being_executed(manager):
     jobs = [manager.claim(manager.create_root("noop", {}).id, W) for _ in range(3)]
     Job.update(lease_expires_at=time.time() + 1).execute()
     manager.register_worker(W, 4)
-    assert manager.heartbeat(W) == 3
-    assert all(reload(j).lease_expires_at > time.time() + 3 for j in jobs)
+    # the third job's finish failed to write: its worker no longer executes it
+    assert manager.heartbeat(W, [jobs[0].id, jobs[1].id]) == 2
+    assert all(reload(j).lease_expires_at > time.time() + 3 for j in jobs[:2])
+    assert reload(jobs[2]).lease_expires_at < time.time() + 1.5
 
 
 def test_dead_local_worker_leases_expire_at_once(manager):
     import socket
 
     dead = f"{socket.gethostname()}:999999999:abcdef"
+    manager.register_worker(dead, 1)
     job = manager.claim(manager.create_root("noop", {}).id, dead)
-    assert manager.expire_dead_local_leases() == 1
+    assert manager.expire_dead_workers_leases() == 1
     assert manager.reap_expired_leases() == 1
     assert reload(job).status == "pending"
+
+
+def test_a_worker_whose_heartbeat_stopped_loses_its_jobs_a_live_one_keeps_them(manager):
+    silent, live = "elsewhere:1:aaaaaa", "elsewhere:2:bbbbbb"
+    for worker_id in (silent, live):
+        manager.register_worker(worker_id, 1)
+    lost = manager.claim(manager.create_root("noop", {}).id, silent)
+    kept = manager.claim(manager.create_root("noop", {}).id, live)
+    timeout = manager.config.jobs.worker_timeout
+    Worker.update(last_heartbeat=time.time() - timeout - 1).where(Worker.id == silent).execute()
+    assert manager.expire_dead_workers_leases() == 1
+    assert manager.reap_expired_leases() == 1
+    assert reload(lost).status == "pending" and reload(kept).status == "running"
 
 
 def test_pending_job_without_a_queue_message_is_requeued(manager, services):
@@ -339,5 +355,43 @@ def test_release_hands_back_held_jobs_without_using_an_attempt(manager):
 def test_a_cancelled_parent_spawns_nothing(manager):
     root = manager.claim(manager.create_root("noop", {}).id, W)
     manager.cancel_tree(root.id)
-    assert spawn(manager, root, 3) == []
+    with pytest.raises(LeaseLost):
+        spawn(manager, root, 3)
     assert Job.select().count() == 1 and reload(root).counts["total"] == 0
+
+
+def test_a_stale_attempt_is_fenced_from_every_write(manager, services):
+    """Once another attempt took the job over, the old one can neither log, report
+    progress, spawn nor finish it, even from the same worker id."""
+    stale = manager.claim(manager.create_root("noop", {}).id, W)
+    Job.update(lease_expires_at=time.time() - 1).where(Job.id == stale.id).execute()
+    assert manager.reap_expired_leases() == 1
+    live = manager.claim(stale.id, W)
+    assert live.lease_epoch == stale.lease_epoch + 1
+    assert not manager.still_held(stale) and manager.still_held(live)
+    assert manager.write_report(stale, [("info", "stale line", time.time())], 0.9) is False
+    with pytest.raises(LeaseLost):
+        spawn(manager, stale, 2)
+    assert manager.complete(stale, W, {"from": "stale"}) is False
+    assert manager.fail(stale, W, "boom", None, permanent=True) == ""
+    assert manager.hand_back(stale, W) is False
+    job = reload(live)
+    assert job.status == "running" and job.progress == 0 and job.counts["total"] == 0
+    assert not [line for line in queries.job_logs(job.id) if line.message == "stale line"]
+    assert manager.complete(live, W, {"from": "live"}) is True
+    assert reload(live).result_data == {"from": "live"}
+
+
+def test_children_without_a_key_are_keyed_by_position_so_a_rerun_adds_none(manager, services):
+    from quaero.executors.base import JobContext
+
+    parent = manager.claim(manager.create_root("noop", {}).id, W)
+    first = JobContext(manager, parent, manager.config)
+    assert len(first.spawn([ChildSpec("noop", name=f"c{i}") for i in range(3)])) == 3
+    manager.release_worker_jobs(W)  # the attempt ends before its own work is done
+    again = manager.claim(parent.id, W)
+    second = JobContext(manager, again, manager.config)
+    assert second.spawn([ChildSpec("noop", name=f"c{i}") for i in range(5)]) != []
+    names = [j.name for j in Job.select().where(Job.parent_id == parent.id).order_by(Job.id)]
+    assert names == ["c0", "c1", "c2", "c3", "c4"]
+    assert reload(parent).counts["total"] == 5

@@ -178,3 +178,20 @@ def test_retention_purges_old_finished_trees_only(manager, worker):
     assert JobLog.select().where(JobLog.job_id == old.id).count() == 0
     assert Job.get_or_none(Job.id == recent.id) and Job.get_or_none(Job.id == running.id)
     manager.cancel_tree(running.id)
+
+
+def test_retrying_a_cancelled_nested_fanout_keeps_exact_child_counts(manager, worker):
+    """1 root → 3 fan-outs → 4 sleeps each: 16 jobs, before and after cancel + retry
+    (the retried fan-outs run again and find their children already there)."""
+    leaf = {"child_type": "sleep", "child_payload": {"seconds": 0.5}, "children": 4}
+    payload = {"children": 3, "child_type": "fanout", "child_payload": leaf}
+    root = manager.create_root("fanout", payload)
+    in_tree = Job.root_id == root.id
+    wait_for(lambda: Job.select().where(in_tree).count() == 16, timeout=20)
+    wait_for(lambda: Job.select().where(in_tree, Job.status == "running").count())
+    manager.cancel_tree(root.id)
+    manager.retry_tree(root.id)
+    done = wait_for(lambda: finished(root.id), timeout=30)
+    assert done.status == "completed"
+    assert Job.select().where(in_tree).count() == 16
+    assert done.counts["total"] == done.counts["completed"] == 15

@@ -8,10 +8,12 @@ the attempt (retried per `max_attempts`); raising `PermanentError` fails it for 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
+
+from quaero.errors import LeaseLost
 
 if TYPE_CHECKING:
     from quaero.config import Config
@@ -32,7 +34,9 @@ class ChildSpec:
     """A child job to create: its type, payload and optional de-duplication key.
 
     Within one tree (one root), two children with the same `dedup_key` are never both
-    created: the database enforces it with a unique index.
+    created: the database enforces it with a unique index. A spec without one gets a key
+    from its parent and its position among the parent's spawns (`#<parent id>.<n>`), so
+    a new attempt of the parent creates only the children that are missing.
     """
 
     type: str
@@ -103,6 +107,7 @@ class JobContext:
         self._logs: list[tuple[str, str, float]] = []
         self._progress: float | None = None
         self._flushed_at = time.monotonic()
+        self._spawned = 0  # children asked for so far: the next one's position
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -144,10 +149,13 @@ class JobContext:
         return logs, progress
 
     def flush(self) -> None:
-        """Write buffered log lines and progress now."""
+        """Write buffered log lines and progress now (dropped, and the attempt marked
+        stale, if it no longer holds the job)."""
         logs, progress = self.drain()
-        if logs or progress is not None:
-            self.manager.write_report(self.job.id, logs, progress)
+        if (logs or progress is not None) and not self.manager.write_report(
+            self.job, logs, progress
+        ):
+            self._cancelled = True
 
     def _flush_if_due(self) -> None:
         if time.monotonic() - self._flushed_at >= self.flush_interval:
@@ -156,19 +164,35 @@ class JobContext:
     def spawn(self, children: list[ChildSpec], root_limit: int | None = None) -> list[int]:
         """Create child jobs in one transaction and enqueue them; returns the new ids.
 
-        Children whose `dedup_key` already exists in this tree are skipped. With
-        `root_limit`, no more are created than keep the tree's descendants ≤ the limit.
+        Children whose `dedup_key` already exists in this tree are skipped; children
+        without one are keyed by their position, so re-running this job after a crash
+        never duplicates them. With `root_limit`, no more are created than keep the
+        tree's descendants ≤ the limit. Raises JobCancelled when the job was cancelled
+        or this attempt lost its lease.
         """
-        return self.manager.spawn_children(self.job, children, root_limit=root_limit)
+        keyed = []
+        for spec in children:
+            if spec.dedup_key is None:
+                spec = replace(spec, dedup_key=f"#{self.job.id}.{self._spawned}")
+            self._spawned += 1
+            keyed.append(spec)
+        if self._cancelled:
+            raise JobCancelled(f"job {self.job.id} was cancelled")
+        try:
+            return self.manager.spawn_children(self.job, keyed, root_limit=root_limit)
+        except LeaseLost as exc:
+            self._cancelled = True
+            raise JobCancelled(str(exc)) from None
 
     def cancelled(self) -> bool:
-        """True once the job (or an ancestor) was cancelled; cheap to call often."""
+        """True once the job (or an ancestor) was cancelled, or this attempt lost its
+        lease to another one; cheap to call often."""
         if self._cancelled:
             return True
         now = time.monotonic()
         if now - self._cancel_checked_at >= self.cancel_check_interval:
             self._cancel_checked_at = now
-            self._cancelled = self.manager.is_cancelled(self.job.id)
+            self._cancelled = not self.manager.still_held(self.job)
         return self._cancelled
 
     def abandon(self) -> None:

@@ -74,15 +74,17 @@ class FanoutExecutor(Executor):
 
     def run(self, ctx: JobContext) -> dict[str, Any] | None:
         p = FanoutPayload.model_validate(ctx.payload)
-        spawned = 0
-        while spawned < p.children:
+        created = 0
+        # Walk the positions, not the count created: after a crash a new attempt finds
+        # some children already there (spawn skips them) and creates only the rest.
+        for start in range(0, p.children, p.batch):
             ctx.raise_if_cancelled()
-            n = min(p.batch, p.children - spawned)
+            n = min(p.batch, p.children - start)
             specs = [
-                ChildSpec(p.child_type, p.child_payload, name=f"{p.child_type} {spawned + i}")
+                ChildSpec(p.child_type, p.child_payload, name=f"{p.child_type} {start + i}")
                 for i in range(n)
             ]
-            spawned += len(ctx.spawn(specs))
-            ctx.progress(spawned / p.children)
-        ctx.info(f"spawned {spawned} {p.child_type} jobs")
-        return {"spawned": spawned}
+            created += len(ctx.spawn(specs))
+            ctx.progress((start + n) / p.children)
+        ctx.info(f"spawned {created} {p.child_type} jobs ({p.children - created} existed)")
+        return {"spawned": created, "children": p.children}

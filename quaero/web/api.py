@@ -238,6 +238,9 @@ def healthz():
     except Exception as exc:
         logger.warning("health: database: %s", exc)
         checks["database"], status = f"error: {type(exc).__name__}", 503
+    failing = services().manager.check_writes() or services().queue.check_writes()
+    if failing:
+        checks["writes"], status = f"error: {failing}"[:200], 503
     try:
         services().queue.ping()
         checks["queue"] = "ok"
