@@ -91,24 +91,10 @@ def check_bind(config: Config) -> None:
 
 
 def make_server(config: Config, app):
-    """A waitress server (production WSGI) bound to the configured address."""
-    from waitress.server import create_server
+    """The hardened waitress server (quaero.web.server) bound to the configured address."""
+    from quaero.web.server import create_server
 
-    proxy = {}
-    if config.server.trusted_proxy:  # its X-Forwarded-Proto makes the session cookie Secure
-        proxy = {
-            "trusted_proxy": config.server.trusted_proxy,
-            "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-for"},
-        }
-    return create_server(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        threads=config.server.threads,
-        ident="quaero",
-        clear_untrusted_proxy_headers=True,
-        **proxy,
-    )
+    return create_server(app, config.server)
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:

@@ -30,6 +30,9 @@ class ServerConfig:
     trusted_proxy: str = ""
     threads: int = 8
     max_body_bytes: int = 1_000_000
+    connection_limit: int = 1000
+    request_timeout: float = 30.0
+    login_attempts_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ MINIMUMS = {
     ("server", "port"): 1,
     ("server", "threads"): 1,
     ("server", "max_body_bytes"): 1024,
+    ("server", "connection_limit"): 10,
+    ("server", "request_timeout"): 1,
+    ("server", "login_attempts_per_minute"): 1,
     ("queue", "num_workers"): 1,
     ("queue", "poll_interval"): 0.001,
     ("database", "max_connections"): 2,
