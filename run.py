@@ -233,7 +233,7 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
 def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     """The page's roots table in the terminal: counts, then one line per root."""
     from quaero import queries
-    from quaero.serialize import job_to_dict
+    from quaero.serialize import job_summary_to_dict
     from quaero.services import build_services
 
     services = build_services(config)
@@ -242,7 +242,7 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
         jobs, total = queries.list_jobs(
             queries.JobFilter(status=args.status, type=args.type, q=args.q, limit=args.limit)
         )
-        rows = [job_to_dict(job) for job in jobs]
+        rows = [job_summary_to_dict(job) for job in jobs]
     finally:
         services.close()
     counts = "  ".join(f"{status} {n}" for status, n in stats["counts"].items())

@@ -15,7 +15,7 @@ from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
 from quaero.metrics import render_metrics
 from quaero.models import LOG_LEVELS, STATUSES
-from quaero.serialize import job_to_dict, log_to_dict
+from quaero.serialize import job_summary_to_dict, job_to_dict, log_to_dict
 from quaero.services import Services
 from quaero.validation import validate_create
 
@@ -113,7 +113,7 @@ def listing(f: queries.JobFilter) -> dict[str, Any]:
     """The body of a job listing."""
     jobs, total = queries.list_jobs(f)
     return {
-        "jobs": [job_to_dict(j) for j in jobs],
+        "jobs": [job_summary_to_dict(j) for j in jobs],
         "total": total,
         "limit": f.limit,
         "offset": f.offset,

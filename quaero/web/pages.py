@@ -8,7 +8,7 @@ from quaero import queries
 from quaero.errors import ValidationFailed
 from quaero.executors.base import public_types
 from quaero.models import STATUSES
-from quaero.serialize import job_to_dict
+from quaero.serialize import job_summary_to_dict
 from quaero.web import live
 from quaero.web.api import job_filter, services
 
@@ -32,7 +32,7 @@ def jobs_page():
     open_job = request.args.get("job", "")
     return render_template(
         "jobs.html",
-        jobs=[job_to_dict(j) for j in jobs],
+        jobs=[job_summary_to_dict(j) for j in jobs],
         total=total,
         filters={
             "status": f.status or "",
