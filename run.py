@@ -21,13 +21,15 @@ import time
 
 from quaero import config as config_mod
 from quaero.config import Config, ConfigError
+from quaero.redact import redact_text
 
 logger = logging.getLogger("quaero")
 
 
 class RedactSecrets(logging.Filter):
     """Replaces the API token with [redacted] in every record a handler writes (message,
-    arguments and traceback), whichever logger (ours, waitress, huey) made it."""
+    arguments and traceback), whichever logger (ours, waitress, huey, peewee's SQL with
+    its parameters) made it, in every spelling (quaero.redact: JSON, HTML, URL, repr)."""
 
     def __init__(self, *secrets: str) -> None:
         super().__init__()
@@ -35,7 +37,7 @@ class RedactSecrets(logging.Filter):
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
+            text = redact_text(text, secret)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -43,8 +45,9 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: the handler reports it as usual
             return True
-        if any(secret in message for secret in self.secrets):
-            record.msg, record.args = self.redact(message), None
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -182,7 +185,7 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
     from quaero.errors import ValidationFailed
     from quaero.serialize import job_to_dict
     from quaero.services import build_services
-    from quaero.validation import validate_create
+    from quaero.validation import job_name, validate_create
 
     try:
         payload = json.loads(args.payload)
@@ -203,7 +206,7 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
     job = services.manager.create_root(
         spec.type,
         spec.payload,
-        name=spec.name or str(spec.payload.get("url") or spec.type),
+        name=job_name(spec),
         priority=spec.priority,
         max_attempts=spec.max_attempts,
         timeout=spec.timeout,
