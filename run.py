@@ -91,6 +91,14 @@ def check_bind(config: Config) -> None:
             f"server.host = {host!r} is not a loopback address: set [server] api_token "
             "(or QUAERO_SERVER_API_TOKEN) before exposing quaero"
         )
+    bits = config_mod.token_variety_bits(token)
+    if not loopback and bits < config_mod.MIN_TOKEN_BITS:
+        raise ConfigError(
+            f"server.api_token has about {bits:.0f} bits of variety (length x log2 of its "
+            f"distinct characters); server.host = {host!r} is not a loopback address, so it "
+            f"needs at least {config_mod.MIN_TOKEN_BITS} bits: use a random one, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def make_server(config: Config, app):

@@ -8,6 +8,7 @@ message that names the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -158,6 +159,17 @@ MINIMUMS = {
     ("crawler", "max_depth"): 0,
     ("crawler", "max_redirects"): 0,
 }
+
+
+MIN_TOKEN_BITS = 128
+
+
+def token_variety_bits(token: str) -> float:
+    """A token's variety: its length times log2 of the number of distinct characters in
+    it. `secrets.token_urlsafe(32)` gives about 215; "aaaaaaaaaaaaaaaa" gives 0. A rough
+    upper bound of its entropy, enough to refuse tokens a person made up."""
+    distinct = len(set(token))
+    return len(token) * math.log2(distinct) if distinct > 1 else 0.0
 
 
 def _coerce(name: str, kind: type, value: object) -> object:
