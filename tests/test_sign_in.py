@@ -4,12 +4,15 @@ tokens are rate limited per client address, and a weak token cannot guard an ope
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
+import requests
 
 from quaero.config import ConfigError
 from quaero.services import build_services
 from quaero.web import create_app
+from tests import procs
 from tests.helpers import make_config
 
 TOKEN = "Zq8&'<>+/=" + "k3J9vR2mXw7LpT4nYb6HcE1sGd5AfU0o"
@@ -119,3 +122,37 @@ def test_a_generated_token_passes(tmp_path):
         token = secrets.token_urlsafe(32)
         check_bind(make_config(tmp_path, server={"api_token": token, "host": "0.0.0.0"}))
     check_bind(make_config(tmp_path, server={"api_token": TOKEN, "host": "0.0.0.0"}))
+
+
+@pytest.mark.e2e
+def test_the_limit_follows_the_address_a_trusted_proxy_names(tmp_path):
+    port = procs.free_port()
+    config = procs.write_config(
+        tmp_path, port, f'[server]\napi_token = "{TOKEN}"\ntrusted_proxy = "127.0.0.1"'
+    )
+    web = procs.RunPy("web", config).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        web.wait_healthy(base)
+        session = requests.Session()
+        attacker = {"X-Forwarded-For": "203.0.113.9"}
+        statuses = []
+        started = time.monotonic()
+        for _ in range(200):
+            response = session.post(
+                f"{base}/login", data={"token": "guess"}, headers=attacker, timeout=5
+            )
+            statuses.append(response.status_code)
+        elapsed = time.monotonic() - started
+        user = requests.post(
+            f"{base}/login",
+            data={"token": TOKEN},
+            headers={"X-Forwarded-For": "198.51.100.4"},
+            allow_redirects=False,
+            timeout=5,
+        )
+    finally:
+        web.stop()
+    print(f"200 guesses in {elapsed:.2f} s: {statuses.count(401)} compared, the rest 429")
+    assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
+    assert user.status_code == 302  # another client, named by the trusted proxy
