@@ -307,6 +307,16 @@ def test_same_origin_state_changes_pass(app_with_token, headers):
     assert client.post("/api/jobs", json={"type": "noop"}, headers=headers).status_code == 201
 
 
+def test_origin_null_passes_only_with_a_same_origin_referer(app_with_token):
+    """A browser whose referrer policy hides the origin sends `Origin: null` on the login
+    form; its Referer still names the page. A sandboxed frame elsewhere names its own."""
+    ok = {"Origin": "null", "Referer": "http://localhost/login?next=/jobs"}
+    assert login(app_with_token.test_client(), **ok).status_code == 302
+    for referer in ("https://evil.example/login", "null", ""):
+        response = login(app_with_token.test_client(), Origin="null", Referer=referer)
+        assert response.status_code == 403, referer
+
+
 def test_origin_behind_a_tls_proxy_matches_on_host(app_with_token):
     """nginx terminates TLS: the browser's Origin is https, quaero sees http + Host."""
     client = app_with_token.test_client()

@@ -107,6 +107,8 @@ def cross_site_reason() -> str | None:
     if site is not None and site not in ("same-origin", "none"):
         return f"cross-site request refused (Sec-Fetch-Site: {site[:20]})"
     origin = request.headers.get("Origin")
+    if origin == "null" and same_origin(request.headers.get("Referer", "")):
+        return None  # a privacy setting hid the origin; the Referer still names ours
     if origin is not None and not same_origin(origin):
         return "cross-origin request refused (the Origin header names another site)"
     return None
