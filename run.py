@@ -21,13 +21,15 @@ import time
 
 from quaero import config as config_mod
 from quaero.config import Config, ConfigError
+from quaero.redact import redact_text
 
 logger = logging.getLogger("quaero")
 
 
 class RedactSecrets(logging.Filter):
     """Replaces the API token with [redacted] in every record a handler writes (message,
-    arguments and traceback), whichever logger (ours, waitress, huey) made it."""
+    arguments and traceback), whichever logger (ours, waitress, huey, peewee's SQL with
+    its parameters) made it, in every spelling (quaero.redact: JSON, HTML, URL, repr)."""
 
     def __init__(self, *secrets: str) -> None:
         super().__init__()
@@ -35,7 +37,7 @@ class RedactSecrets(logging.Filter):
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
+            text = redact_text(text, secret)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -43,8 +45,9 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: the handler reports it as usual
             return True
-        if any(secret in message for secret in self.secrets):
-            record.msg, record.args = self.redact(message), None
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -88,27 +91,21 @@ def check_bind(config: Config) -> None:
             f"server.host = {host!r} is not a loopback address: set [server] api_token "
             "(or QUAERO_SERVER_API_TOKEN) before exposing quaero"
         )
+    bits = config_mod.token_variety_bits(token)
+    if not loopback and bits < config_mod.MIN_TOKEN_BITS:
+        raise ConfigError(
+            f"server.api_token has about {bits:.0f} bits of variety (length x log2 of its "
+            f"distinct characters); server.host = {host!r} is not a loopback address, so it "
+            f"needs at least {config_mod.MIN_TOKEN_BITS} bits: use a random one, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def make_server(config: Config, app):
-    """A waitress server (production WSGI) bound to the configured address."""
-    from waitress.server import create_server
+    """The hardened waitress server (quaero.web.server) bound to the configured address."""
+    from quaero.web.server import create_server
 
-    proxy = {}
-    if config.server.trusted_proxy:  # its X-Forwarded-Proto makes the session cookie Secure
-        proxy = {
-            "trusted_proxy": config.server.trusted_proxy,
-            "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-for"},
-        }
-    return create_server(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        threads=config.server.threads,
-        ident="quaero",
-        clear_untrusted_proxy_headers=True,
-        **proxy,
-    )
+    return create_server(app, config.server)
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
@@ -196,7 +193,7 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
     from quaero.errors import ValidationFailed
     from quaero.serialize import job_to_dict
     from quaero.services import build_services
-    from quaero.validation import validate_create
+    from quaero.validation import job_name, validate_create
 
     try:
         payload = json.loads(args.payload)
@@ -217,7 +214,7 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
     job = services.manager.create_root(
         spec.type,
         spec.payload,
-        name=spec.name or str(spec.payload.get("url") or spec.type),
+        name=job_name(spec),
         priority=spec.priority,
         max_attempts=spec.max_attempts,
         timeout=spec.timeout,
@@ -247,7 +244,7 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
 def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     """The page's roots table in the terminal: counts, then one line per root."""
     from quaero import queries
-    from quaero.serialize import job_to_dict
+    from quaero.serialize import job_summary_to_dict
     from quaero.services import build_services
 
     services = build_services(config)
@@ -256,7 +253,7 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
         jobs, total = queries.list_jobs(
             queries.JobFilter(status=args.status, type=args.type, q=args.q, limit=args.limit)
         )
-        rows = [job_to_dict(job) for job in jobs]
+        rows = [job_summary_to_dict(job) for job in jobs]
     finally:
         services.close()
     counts = "  ".join(f"{status} {n}" for status, n in stats["counts"].items())

@@ -8,6 +8,7 @@ message that names the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -30,6 +31,9 @@ class ServerConfig:
     trusted_proxy: str = ""
     threads: int = 8
     max_body_bytes: int = 1_000_000
+    connection_limit: int = 1000
+    request_timeout: float = 30.0
+    login_attempts_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,9 @@ MINIMUMS = {
     ("server", "port"): 1,
     ("server", "threads"): 1,
     ("server", "max_body_bytes"): 1024,
+    ("server", "connection_limit"): 10,
+    ("server", "request_timeout"): 1,
+    ("server", "login_attempts_per_minute"): 1,
     ("queue", "num_workers"): 1,
     ("queue", "poll_interval"): 0.001,
     ("database", "max_connections"): 2,
@@ -156,6 +163,17 @@ MINIMUMS = {
     ("crawler", "max_depth"): 0,
     ("crawler", "max_redirects"): 0,
 }
+
+
+MIN_TOKEN_BITS = 128
+
+
+def token_variety_bits(token: str) -> float:
+    """A token's variety: its length times log2 of the number of distinct characters in
+    it. `secrets.token_urlsafe(32)` gives about 215; "aaaaaaaaaaaaaaaa" gives 0. A rough
+    upper bound of its entropy, enough to refuse tokens a person made up."""
+    distinct = len(set(token))
+    return len(token) * math.log2(distinct) if distinct > 1 else 0.0
 
 
 def _coerce(name: str, kind: type, value: object) -> object:

@@ -25,7 +25,7 @@ SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "busy_timeout": 30_000,  # ms: writers queue up instead of failing
     "synchronous": "normal",  # safe with WAL; a power cut may lose the last commits only
-    "cache_size": -32_000,  # KiB
+    "cache_size": -8_000,  # KiB per connection: each web thread has one (issue 13: RSS)
     "foreign_keys": 0,
 }
 

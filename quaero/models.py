@@ -1,4 +1,4 @@
-"""peewee models of the metadata store: `jobs`, `job_logs` and `workers`.
+"""peewee models of the metadata store: `jobs`, `job_logs`, `workers` and `sessions`.
 
 The schema itself lives in `migrations/`; these models only map it. Nothing here knows
 Flask or Huey.
@@ -173,3 +173,14 @@ class Worker(BaseModel):
 
     class Meta:
         table_name = "workers"
+
+
+class Session(BaseModel):
+    """A page sign-in: the hash of the id its cookie carries, until it expires."""
+
+    id = peewee.TextField(primary_key=True)
+    created_at = peewee.DoubleField()
+    expires_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "sessions"

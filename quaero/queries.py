@@ -8,10 +8,16 @@ from dataclasses import dataclass
 
 import peewee
 
+from quaero.db import dialect
 from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, Worker
 from quaero.queue import JobQueue
 
 WORKER_ALIVE_SECONDS = 60.0
+SUMMARY_CHARS = 200  # of a listed job's payload URL and result title
+ERROR_CHARS = 1000  # of a listed job's error (the details carry all of it)
+LISTED_FIELDS = [
+    f for f in Job._meta.sorted_fields if f.name not in ("payload", "result", "traceback", "error")
+]
 
 
 @dataclass(frozen=True)
@@ -40,11 +46,37 @@ def _where(f: JobFilter) -> list[peewee.Expression]:
     return clauses
 
 
+def json_text(column: peewee.Field, key: str) -> peewee.Node:
+    """SQL for `column`'s top-level string `key` (JSON text), cut to SUMMARY_CHARS: the
+    database reads it, so a listing never loads whole payloads or results."""
+    name = column.column_name
+    if dialect(Job._meta.database.obj) == "postgresql":
+        return peewee.SQL(
+            f"substr(CASE WHEN {name} LIKE '{{%%' THEN ({name}::jsonb ->> '{key}') END, 1, "
+            f"{SUMMARY_CHARS})"
+        )
+    return peewee.SQL(
+        f"CASE WHEN json_valid({name}) THEN substr(json_extract({name}, '$.{key}'), 1, "
+        f"{SUMMARY_CHARS}) END"
+    )
+
+
 def list_jobs(f: JobFilter) -> tuple[list[Job], int]:
-    """One page of jobs (roots newest first, children oldest first) and the total."""
+    """One page of jobs (roots newest first, children oldest first) and the total.
+
+    The jobs carry no payload, result or traceback (a page of 500 crawl pages would be
+    tens of MB): `summary_url` and `summary_title` instead, and the error cut short.
+    """
     clauses = _where(f)
     order = Job.id.desc() if f.parent_id is None else Job.id.asc()
-    page = list(Job.select().where(*clauses).order_by(order).limit(f.limit).offset(f.offset))
+    columns = [
+        *LISTED_FIELDS,
+        peewee.fn.SUBSTR(Job.error, 1, ERROR_CHARS).alias("error"),
+        json_text(Job.payload, "url").alias("summary_url"),
+        json_text(Job.result, "title").alias("summary_title"),
+    ]
+    query = Job.select(*columns).where(*clauses).order_by(order)
+    page = list(query.limit(f.limit).offset(f.offset))
     attach_running(page)
     if f.offset == 0 and len(page) < f.limit:
         total = len(page)

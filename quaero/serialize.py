@@ -21,7 +21,31 @@ def iso(ts: float | None) -> str | None:
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:
-    """A job as the API and the page show it."""
+    """A job as the API and the page show it: every field."""
+    data = _job_fields(job)
+    data["payload"] = job.payload_data
+    data["result"] = job.result_data
+    data["traceback"] = job.traceback
+    return data
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def job_summary_to_dict(job: Job) -> dict[str, Any]:
+    """A job as listings show it (from `queries.list_jobs`): no payload, result or
+    traceback, but `summary` with the payload's `url` and the result's `title`, cut short."""
+    data = _job_fields(job)
+    data["summary"] = {
+        "url": _text(getattr(job, "summary_url", None)),
+        "title": _text(getattr(job, "summary_title", None)),
+    }
+    return data
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    """The fields a job's details and its listing share."""
     end = job.finished_at
     duration = None
     if job.started_at is not None:
@@ -35,10 +59,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "name": job.name,
         "status": job.status,
         "paused": bool(job.paused),
-        "payload": job.payload_data,
-        "result": job.result_data,
         "error": job.error,
-        "traceback": job.traceback,
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "priority": job.priority,

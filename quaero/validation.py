@@ -13,6 +13,7 @@ from quaero.executors.base import REGISTRY, public_types
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # a payload's JSON, UTF-8 encoded
 MAX_PAYLOAD_DEPTH = 20  # nested objects and arrays in a payload, the payload itself included
+MAX_NAME_CHARS = 500  # a job's name, given or taken from its URL
 
 
 class CreateJob(BaseModel):
@@ -21,7 +22,7 @@ class CreateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64)
-    name: str | None = Field(None, max_length=500)
+    name: str | None = Field(None, max_length=MAX_NAME_CHARS)
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(0, ge=-100, le=100)
     max_attempts: int | None = Field(None, ge=1, le=100)
@@ -103,3 +104,8 @@ def validate_create(data: dict[str, Any]) -> CreateJob:
         except ValidationError as exc:
             raise ValidationFailed("invalid payload", field_errors(exc, "payload")) from None
     return body
+
+
+def job_name(body: CreateJob) -> str:
+    """The given name, else the payload's URL, else the type: at most MAX_NAME_CHARS."""
+    return (body.name or str(body.payload.get("url") or body.type))[:MAX_NAME_CHARS]

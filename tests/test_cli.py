@@ -179,3 +179,5 @@ def test_session_cookie_is_secure_behind_a_trusted_tls_proxy(tmp_path):
     assert "Secure" in proxied.headers["Set-Cookie"]
     assert "HttpOnly" in proxied.headers["Set-Cookie"]
     assert "Secure" not in plain.headers["Set-Cookie"]
+    assert proxied.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Strict-Transport-Security" not in plain.headers

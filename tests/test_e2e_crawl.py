@@ -22,7 +22,8 @@ def all_children(base, job_id):
         body = requests.get(
             f"{base}/api/jobs/{job_id}/children", params={"limit": 500, "offset": offset}, timeout=5
         ).json()
-        jobs += body["jobs"]
+        # listings carry summaries: each page's payload and result are in its details
+        jobs += [requests.get(f"{base}/api/jobs/{j['id']}", timeout=5).json() for j in body["jobs"]]
         offset += len(body["jobs"])
         if offset >= body["total"]:
             return jobs

@@ -145,7 +145,8 @@
 
   const format = {
     label(job) {
-      return job.name || (job.payload && job.payload.url) || '(unnamed)';
+      // Listings carry `summary` (the URL cut short), a job's details its whole payload.
+      return job.name || (job.summary && job.summary.url) || (job.payload && job.payload.url) || '(unnamed)';
     },
     fmtTime(iso) {
       return iso ? String(iso).slice(0, 19).replace('T', ' ') : '—';
@@ -780,7 +781,7 @@
       },
       /** A crawled page's <title>, as plain text (it is whatever the site says). */
       childTitle(child) {
-        const title = child.result && child.result.title;
+        const title = child.summary && child.summary.title;
         return typeof title === 'string' ? title : '';
       },
 

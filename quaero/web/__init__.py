@@ -27,6 +27,7 @@ def create_app(services: Services) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["quaero"] = services
+    app.url_map.merge_slashes = False  # "/api//jobs" is a 404, not a redirect
     register_error_handlers(app)
     auth.init_app(app)
     app.register_blueprint(pages.bp)

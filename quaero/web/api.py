@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import UnsupportedMediaType
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter
 
 from quaero import queries
 from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
 from quaero.metrics import render_metrics
 from quaero.models import LOG_LEVELS, STATUSES
-from quaero.serialize import job_to_dict, log_to_dict
+from quaero.serialize import job_summary_to_dict, job_to_dict, log_to_dict
 from quaero.services import Services
-from quaero.validation import validate_create
+from quaero.validation import job_name, validate_create
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +29,32 @@ MAX_ID = 2**63 - 1  # ids and offsets are 64-bit integers in SQLite and PostgreS
 JOB = "/api/jobs/<job_id:job_id>"
 
 
-class JobIdConverter(IntegerConverter):
-    """A job id in a URL: digits only (anything else matches no route: 404), and an id
-    too large for the database is a 404 too, whatever the method."""
+DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() also takes "٣", " 3" and "1_0"
+INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
+def parse_id(text: str | None) -> int | None:
+    """An id (ASCII digits within 64 bits), or None for anything else."""
+    if text is None or not DIGITS.fullmatch(text):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
+class JobIdConverter(BaseConverter):
+    """A job id in a URL: ASCII digits only (anything else matches no route: 404), and
+    an id too long or too large for the database is a 404 too, whatever the method."""
+
+    regex = r"[0-9]+"
 
     def to_python(self, value: str) -> int:
-        number = int(value)
-        if number > MAX_ID:
+        number = parse_id(value)
+        if number is None:
             raise werkzeug_exceptions.NotFound(f"job {value[:40]} not found")
         return number
+
+    def to_url(self, value: int) -> str:
+        return str(int(value))
 
 
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("job_id", JobIdConverter))
@@ -69,10 +87,9 @@ def int_arg(name: str, default: int | None, minimum: int = 0, maximum: int = MAX
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be an integer", {name: "must be an integer"}) from None
+    if not INTEGER.fullmatch(raw):
+        raise ValidationFailed(f"{name} must be an integer", {name: "must be an integer"})
+    value = int(raw)
     if value < minimum or value > maximum:
         bounds = f"between {minimum} and {maximum}" if maximum < MAX_ID else f">= {minimum}"
         raise ValidationFailed(f"{name} must be {bounds}", {name: f"must be {bounds}"})
@@ -113,7 +130,7 @@ def listing(f: queries.JobFilter) -> dict[str, Any]:
     """The body of a job listing."""
     jobs, total = queries.list_jobs(f)
     return {
-        "jobs": [job_to_dict(j) for j in jobs],
+        "jobs": [job_summary_to_dict(j) for j in jobs],
         "total": total,
         "limit": f.limit,
         "offset": f.offset,
@@ -128,11 +145,10 @@ def list_jobs():
 @bp.post("/api/jobs")
 def create_job():
     body = validate_create(json_body())
-    name = body.name or str(body.payload.get("url") or body.type)
     job = services().manager.create_root(
         body.type,
         body.payload,
-        name=name,
+        name=job_name(body),
         priority=body.priority,
         max_attempts=body.max_attempts,
         timeout=body.timeout,

@@ -4,9 +4,12 @@ With `[server] api_token` empty (the default, only allowed on a loopback bind) n
 is required. With a token, every request but /healthz, /login, /logout and static files
 needs either the header (compared in constant time) or the session cookie that
 `POST /login` sets after the same comparison. The cookie holds no secret, only a signed
-`{"authenticated": true}`: its signing key is derived from the token (so changing the
-token signs everyone out) and its signature expires after `SESSION_LIFETIME`. It is
-HttpOnly, SameSite=Strict, and Secure whenever the request came over HTTPS.
+random session id whose hash is stored in the `sessions` table (quaero.web.sessions):
+`POST /logout` deletes it, in every process. Its signing key is derived from the token
+(so changing the token signs everyone out) and it expires after `SESSION_LIFETIME`. It
+is HttpOnly, SameSite=Strict, and Secure whenever the request came over HTTPS. Wrong
+tokens, in the header or the form, are rate limited per client address
+(quaero.web.ratelimit).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 
+from quaero.web import sessions
 from quaero.web.errors import error_response
+from quaero.web.ratelimit import LoginLimiter
 
 OPEN_PATHS = ("/healthz", "/login", "/logout", "/static/")
 SESSION_LIFETIME = timedelta(hours=12)
@@ -58,15 +63,49 @@ def bearer_token() -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
+def _limiter() -> LoginLimiter:
+    return current_app.extensions["quaero_login_limiter"]
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def too_many_attempts() -> Response | None:
+    """A 429 while this client address is locked out for wrong tokens."""
+    wait = _limiter().retry_after(_client())
+    if not wait:
+        return None
+    response = error_response(
+        429, "too_many_requests", f"too many wrong tokens from this address: retry in {wait} s"
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def check_token(given: str) -> bool:
+    """Compare a token and record the outcome for this client address."""
+    if token_matches(given):
+        _limiter().succeeded(_client())
+        return True
+    _limiter().failed(_client())
+    return False
+
+
 def check_credentials() -> Response | None:
-    """None if the request may go on; else a 401 (API) or a redirect to the login page."""
+    """None if the request may go on; else a 401 (API), 429 (too many wrong tokens) or a
+    redirect to the login page."""
     if not _token() or request.path.startswith(OPEN_PATHS):
         return None
     given = bearer_token()
-    if given is not None and token_matches(given):
-        g.authenticated_by = "bearer"
-        return None
-    if session.get("authenticated") is True:
+    if given is not None:
+        refusal = too_many_attempts()
+        if refusal is not None:
+            return refusal
+        if check_token(given):
+            g.authenticated_by = "bearer"
+            return None
+    elif sessions.is_live(session.get("sid")):
         g.authenticated_by = "cookie"
         return None
     if request.path.startswith("/api/") or request.path == "/metrics":
@@ -102,6 +141,8 @@ class SessionInterface(SecureCookieSessionInterface):
 def init_app(app: Flask) -> None:
     """Session settings and the /login and /logout routes (checks: `check_credentials`)."""
     app.session_interface = SessionInterface()
+    server = app.extensions["quaero"].config.server
+    app.extensions["quaero_login_limiter"] = LoginLimiter(server.login_attempts_per_minute)
     app.config.update(
         SECRET_KEY=session_key(app.extensions["quaero"].config.server.api_token),
         SESSION_COOKIE_NAME="quaero_session",
@@ -117,9 +158,15 @@ def init_app(app: Flask) -> None:
             return redirect(target)
         error = None
         if request.method == "POST":
-            if token_matches(request.form.get("token", "")):
+            refusal = too_many_attempts()
+            if refusal is not None:
+                wait = refusal.headers["Retry-After"]
+                html = render_template("login.html", error=f"Too many tries: wait {wait} s.")
+                return html, 429, {"Retry-After": wait}
+            if check_token(request.form.get("token", "")):
+                sessions.end(session.get("sid"))
                 session.clear()
-                session["authenticated"] = True
+                session["sid"] = sessions.start(SESSION_LIFETIME.total_seconds())
                 return redirect(target)
             error = "Wrong token."
         html = render_template("login.html", error=error, next=target)
@@ -127,5 +174,10 @@ def init_app(app: Flask) -> None:
 
     @app.post("/logout", endpoint="auth_logout")
     def logout():
+        sessions.end(session.get("sid"))
         session.clear()
         return redirect("/login" if _token() else "/jobs", code=303)
+
+    @app.context_processor
+    def signed_in():
+        return {"signed_in": g.get("authenticated_by") == "cookie"}

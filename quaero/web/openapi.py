@@ -100,6 +100,34 @@ COUNTS = {
     "properties": {name: {"type": "integer"} for name in (*STATUSES, "total")},
 }
 
+JOB_PROPERTIES = {
+    "id": {"type": "integer"},
+    "parent_id": {"type": "integer", "nullable": True},
+    "root_id": {"type": "integer"},
+    "depth": {"type": "integer"},
+    "type": {"type": "string"},
+    "name": {"type": "string"},
+    "status": {"type": "string", "enum": list(STATUSES)},
+    "paused": {"type": "boolean"},
+    "payload": {"type": "object"},
+    "result": {"nullable": True},
+    "error": NULLABLE_STRING,
+    "traceback": NULLABLE_STRING,
+    "attempts": {"type": "integer"},
+    "max_attempts": {"type": "integer"},
+    "priority": {"type": "integer"},
+    "timeout": NULLABLE_NUMBER,
+    "progress": {"type": "number", "minimum": 0, "maximum": 1},
+    "own_progress": {"type": "number", "minimum": 0, "maximum": 1},
+    "counts": _ref("Counts"),
+    "created_at": {"type": "string", "format": "date-time"},
+    "started_at": NULLABLE_STRING,
+    "finished_at": NULLABLE_STRING,
+    "duration": NULLABLE_NUMBER,
+    "worker_id": NULLABLE_STRING,
+    "lease_expires_at": NULLABLE_STRING,
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -126,39 +154,37 @@ SCHEMAS: dict[str, Any] = {
     "Job": {
         "type": "object",
         "required": ["id", "root_id", "type", "name", "status", "payload", "counts", "progress"],
+        "properties": JOB_PROPERTIES,
+    },
+    "JobSummary": {
+        "description": "a job in a listing: no payload, result or traceback (its details "
+        "have them), the error cut to 1000 characters, and a summary",
+        "type": "object",
+        "required": ["id", "root_id", "type", "name", "status", "summary", "counts", "progress"],
         "properties": {
-            "id": {"type": "integer"},
-            "parent_id": {"type": "integer", "nullable": True},
-            "root_id": {"type": "integer"},
-            "depth": {"type": "integer"},
-            "type": {"type": "string"},
-            "name": {"type": "string"},
-            "status": {"type": "string", "enum": list(STATUSES)},
-            "paused": {"type": "boolean"},
-            "payload": {"type": "object"},
-            "result": {"nullable": True},
-            "error": NULLABLE_STRING,
-            "traceback": NULLABLE_STRING,
-            "attempts": {"type": "integer"},
-            "max_attempts": {"type": "integer"},
-            "priority": {"type": "integer"},
-            "timeout": NULLABLE_NUMBER,
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "own_progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "counts": _ref("Counts"),
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": NULLABLE_STRING,
-            "finished_at": NULLABLE_STRING,
-            "duration": NULLABLE_NUMBER,
-            "worker_id": NULLABLE_STRING,
-            "lease_expires_at": NULLABLE_STRING,
+            **{
+                name: schema
+                for name, schema in JOB_PROPERTIES.items()
+                if name not in ("payload", "result", "traceback")
+            },
+            "summary": {
+                "type": "object",
+                "required": ["url", "title"],
+                "properties": {
+                    "url": {
+                        **NULLABLE_STRING,
+                        "description": "payload.url, 200 characters at most",
+                    },
+                    "title": {**NULLABLE_STRING, "description": "result.title, 200 at most"},
+                },
+            },
         },
     },
     "JobList": {
         "type": "object",
         "required": ["jobs", "total", "limit", "offset"],
         "properties": {
-            "jobs": {"type": "array", "items": _ref("Job")},
+            "jobs": {"type": "array", "items": _ref("JobSummary")},
             "total": {"type": "integer"},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request
 
 from quaero import queries
 from quaero.errors import ValidationFailed
 from quaero.executors.base import public_types
 from quaero.models import STATUSES
-from quaero.serialize import job_to_dict
+from quaero.serialize import job_summary_to_dict
 from quaero.web import live
-from quaero.web.api import job_filter, services
+from quaero.web.api import job_filter, parse_id, services
 
 bp = Blueprint("pages", __name__)
 bp.register_blueprint(live.bp)  # ETag / 304 on the API reads the page polls
@@ -29,10 +29,12 @@ def jobs_page():
         f = queries.JobFilter()  # a hand-edited URL falls back to the default view
     jobs, total = queries.list_jobs(f)
     stats = queries.stats(services().queue)
-    open_job = request.args.get("job", "")
+    open_job = request.args.get("job") or None
+    if open_job is not None and parse_id(open_job) is None:
+        abort(400, "job must be a job id (digits)")
     return render_template(
         "jobs.html",
-        jobs=[job_to_dict(j) for j in jobs],
+        jobs=[job_summary_to_dict(j) for j in jobs],
         total=total,
         filters={
             "status": f.status or "",
@@ -44,6 +46,6 @@ def jobs_page():
         statuses=STATUSES,
         types=public_types(),
         stats={k: stats[k] for k in ("counts", "queue_depth", "workers_alive")},
-        open_job=int(open_job) if open_job.isdigit() else None,
+        open_job=parse_id(open_job),
         read_only=services().config.server.read_only,
     )

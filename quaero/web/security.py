@@ -21,13 +21,12 @@ a crawled URL, a log line), with "[redacted]".
 from __future__ import annotations
 
 import ipaddress
-import json
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
-from markupsafe import escape
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from quaero.redact import redact_bytes
 from quaero.web import auth
 from quaero.web.errors import error_response
 
@@ -39,13 +38,15 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on the
+    # login form's POST, and the cross-site check cannot tell it from a sandboxed frame.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-REDACTED = "[redacted]"
+HSTS_SECONDS = 31_536_000  # one year; no includeSubDomains: other hosts are not ours
 REDACTED_TYPES = ("application/json", "text/html", "text/plain")
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -106,6 +107,8 @@ def cross_site_reason() -> str | None:
     if site is not None and site not in ("same-origin", "none"):
         return f"cross-site request refused (Sec-Fetch-Site: {site[:20]})"
     origin = request.headers.get("Origin")
+    if origin == "null" and same_origin(request.headers.get("Referer", "")):
+        return None  # a privacy setting hid the origin; the Referer still names ours
     if origin is not None and not same_origin(origin):
         return "cross-origin request refused (the Origin header names another site)"
     return None
@@ -150,12 +153,6 @@ def guard_request() -> Response | None:
     return None
 
 
-def secret_forms(secret: str) -> list[bytes]:
-    """The spellings of `secret` a response body may carry: raw, JSON-, HTML- and URL-escaped."""
-    forms = {secret, json.dumps(secret)[1:-1], str(escape(secret)), quote(secret, safe="")}
-    return sorted((form.encode() for form in forms if form), key=len, reverse=True)
-
-
 def redact(response: Response, secret: str) -> None:
     """Replace every spelling of `secret` in a buffered text response with [redacted]."""
     if response.direct_passthrough or response.mimetype not in REDACTED_TYPES:
@@ -163,12 +160,21 @@ def redact(response: Response, secret: str) -> None:
     if response.is_streamed:
         return
     body = response.get_data()
-    forms = [form for form in secret_forms(secret) if form in body]
-    if not forms:
+    redacted = redact_bytes(body, secret)
+    if redacted is not body:
+        response.set_data(redacted)
+
+
+def relative_location(response: Response) -> None:
+    """Keep only path and query of a Location: Werkzeug's own redirects (slashes) build
+    it from the Host header, and an answer must never name a host the client made up."""
+    location = response.headers.get("Location")
+    if not location:
         return
-    for form in forms:
-        body = body.replace(form, REDACTED.encode())
-    response.set_data(body)
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc or location.startswith("//"):
+        path = "/" + parts.path.lstrip("/")
+        response.headers["Location"] = path + (f"?{parts.query}" if parts.query else "")
 
 
 def finish_response(response: Response) -> Response:
@@ -176,6 +182,11 @@ def finish_response(response: Response) -> Response:
     token = _server_config().api_token
     if token:
         redact(response, token)
+        if not request.path.startswith("/static/"):  # nothing a signed-in user sees is kept
+            response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:  # https, or X-Forwarded-Proto from [server] trusted_proxy
+        response.headers["Strict-Transport-Security"] = f"max-age={HSTS_SECONDS}"
+    relative_location(response)
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
     return response
