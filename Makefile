@@ -36,7 +36,7 @@ format: $(VENV)/.deps
 test: $(VENV)/.deps system-deps lint
 	$(PY) -m pytest
 
-# Benchmarks P1-P7 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
+# Benchmarks P1-P8 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".
 bench: $(VENV)/.deps system-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt

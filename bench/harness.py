@@ -37,7 +37,7 @@ class FigureSpec:
 
     @property
     def unit_suffix(self) -> str:
-        return {"ms": " ms", "%": " %", "MB": " MB", "×": "×"}.get(self.unit, "")
+        return {"ms": " ms", "%": " %", "MB": " MB", "×": "×", "s": " s"}.get(self.unit, "")
 
     def passed(self, value: Any) -> bool | None:
         """True/False against the target; None for context figures and missing values."""
@@ -75,6 +75,7 @@ SPECS: list[FigureSpec] = [
     FigureSpec("P6.speedup", "4 workers / 1 worker", "×", ">=", 3.5),
     FigureSpec("P7.rq_rate", "RQ, 4 SimpleWorkers, no-op jobs/s (enqueue → all done)", "/s"),
     FigureSpec("P7.ratio", "quaero (P1) / RQ", "×", ">=", 2.5),
+    FigureSpec("P8.recovery_s", "recovery after SIGKILL of a worker, median of 3", "s", "<=", 10),
 ]
 SPEC_BY_ID = {spec.id: spec for spec in SPECS}
 BENCHMARKS = sorted({spec.benchmark for spec in SPECS})
@@ -105,6 +106,9 @@ FULL_SIZES: dict[str, Any] = {
     "p7_jobs": 10_000,
     "p7_workers": 4,
     "p7_reps": 3,
+    "p8_reps": 3,
+    "p8_jobs": 2,
+    "p8_job_seconds": 60.0,
     "redis_url": "redis://127.0.0.1:6379",
     "p6_redis_db": 14,
     "p7_redis_db": 15,
@@ -127,6 +131,7 @@ SMOKE_SIZES: dict[str, Any] = {
     "p6_jobs": 40,
     "p7_jobs": 300,
     "p7_reps": 1,
+    "p8_reps": 1,
 }
 
 

@@ -1,4 +1,4 @@
-"""quaero's benchmark harness: runs P1–P7, prints each figure with its target and
+"""quaero's benchmark harness: runs P1–P8, prints each figure with its target and
 PASS/FAIL, and writes the results as JSON under bench/results/.
 
     python -m bench.run                   the full run (`make bench`), < 10 min on 2 cores
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api_reads, crawl, latency, rq_bench, scaleout, throughput
+from bench import api_reads, crawl, latency, recovery, rq_bench, scaleout, throughput
 from bench.common import REPO_ROOT, RESULTS_DIR
 from bench.harness import BENCHMARKS, FULL_SIZES, SMOKE_SIZES, SPECS, Context
 
@@ -36,6 +36,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "P4": crawl.run,
     "P6": scaleout.run,
     "P7": rq_bench.run,
+    "P8": recovery.run,
 }
 RUNNER_OF = {"P5": "P1"}
 
@@ -82,6 +83,8 @@ def format_value(value: Any, unit: str) -> str:
         return f"{value:.2f}×"
     if unit == "/s":
         return f"{value:,.1f}/s"
+    if unit == "s":
+        return f"{value:.1f} s"
     if unit in ("ms", "%", "MB"):
         return f"{value:.1f} {unit}" if unit != "%" else f"{value:.2f} %"
     return str(value)

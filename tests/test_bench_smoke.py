@@ -40,6 +40,7 @@ FIGURES = {
     "P5": ["P5.peak_rss_mb"],
     "P6": ["P6.rate_1", "P6.rate_4", "P6.speedup"],
     "P7": ["P7.rq_rate", "P7.ratio"],
+    "P8": ["P8.recovery_s"],
 }
 
 
@@ -104,9 +105,11 @@ def assert_measured(results: dict, benchmarks: list[str]) -> None:
 
 
 def test_smoke_of_benchmarks_needing_nothing_extra_reports_every_figure(tmp_path: Path) -> None:
-    results = run_smoke(tmp_path, ["P1", "P2", "P3", "P5"])
-    assert_measured(results, ["P1", "P2", "P3", "P5"])
+    results = run_smoke(tmp_path, ["P1", "P2", "P3", "P5", "P8"])
+    assert_measured(results, ["P1", "P2", "P3", "P5", "P8"])
     assert results["details"]["P1"]["quaero_runs"][0]["children"] == 300
+    assert results["details"]["P8"]["lease_seconds"] == 30
+    assert len(results["details"]["P8"]["reps"]) == 1
 
 
 def test_smoke_of_crawl_against_wget_reports_every_figure(tmp_path: Path) -> None:
