@@ -205,7 +205,7 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
         body["name"] = args.name
     services = build_services(config)
     try:
-        spec = validate_create(body)
+        spec = validate_create(body, demo_types=config.jobs.demo_types)
     except ValidationFailed as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         for field, message in exc.fields.items():

@@ -99,6 +99,7 @@ def run(ctx: Context) -> None:
         server={"port": free_port()},
         queue={"path": "queue.db"},
         database={"url": f"sqlite:///{db_path}"},
+        jobs={"demo_types": True},
     )
     server = Quaero(ctx.procs, "web", config)
     try:

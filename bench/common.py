@@ -193,6 +193,7 @@ def sqlite_config(folder: Path, num_workers: int = 5, **sections: dict[str, Any]
         "server": {"port": free_port()},
         "queue": {"path": "queue.db", "num_workers": num_workers},
         "database": {"url": "sqlite:///quaero.db"},
+        "jobs": {"demo_types": True},  # the benchmarks run noop, sleep and fanout jobs
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

@@ -80,6 +80,7 @@ def scaleout_round(ctx: Context, processes: int) -> dict:
                 "name": schema,
             },
             database={"url": f"{s['postgres_url']}?options={quote('-csearch_path=' + schema)}"},
+            jobs={"demo_types": True},
         )
         web = Quaero(ctx.procs, "web", config)
         servers.append(web)

@@ -69,6 +69,9 @@ class JobsConfig:
     shutdown_grace: float = 10.0
     heartbeat_seconds: float = 1.0
     worker_timeout: float = 6.0
+    max_children: int = 100_000
+    max_tree_size: int = 1_000_000
+    demo_types: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,8 @@ MINIMUMS = {
     ("jobs", "shutdown_grace"): 0,
     ("jobs", "heartbeat_seconds"): 0.1,
     ("jobs", "worker_timeout"): 1,
+    ("jobs", "max_children"): 1,
+    ("jobs", "max_tree_size"): 1,
     ("crawler", "timeout"): 0.1,
     ("crawler", "max_bytes"): 1,
     ("crawler", "max_pages"): 1,

@@ -314,14 +314,21 @@ class JobManager:
         return job
 
     def spawn_children(
-        self, parent: Job, specs: list[ChildSpec], root_limit: int | None = None
+        self,
+        parent: Job,
+        specs: list[ChildSpec],
+        root_limit: int | None = None,
+        position: int = 0,
     ) -> list[int]:
         """Create children of `parent` in one transaction, then enqueue them.
 
         Specs whose `dedup_key` already exists in the tree are skipped (a unique index
         decides, so concurrent spawners and a re-run of the parent agree); with
-        `root_limit` the tree never grows past that many descendants of the root. Raises
-        LeaseLost when this attempt of `parent` no longer holds it.
+        `root_limit` the tree never grows past that many descendants of the root.
+        Whatever an executor asks, a job gets at most `[jobs] max_children` children
+        (`position`: how many this attempt asked for before) and a tree at most
+        `max_tree_size` jobs; what is cut is logged on the parent. Raises LeaseLost when
+        this attempt of `parent` no longer holds it.
         """
         if not specs:
             return []
@@ -340,13 +347,21 @@ class JobManager:
             if row is None or row.status != "running" or row.lease_epoch != parent.lease_epoch:
                 raise LeaseLost(f"job {parent.id}: this attempt no longer holds it")
             paused = bool(row.paused)
-            todo = specs
-            if root_limit is not None:
-                root = Job.get_or_none(Job.id == parent.root_id)
-                total = (
-                    root.n_open + root.n_completed + root.n_failed + root.n_cancelled if root else 0
+            root = Job.get_or_none(Job.id == parent.root_id)
+            total = root.n_open + root.n_completed + root.n_failed + root.n_cancelled if root else 0
+            caps = self.config.jobs
+            room = min(caps.max_children - position, caps.max_tree_size - 1 - total)
+            if room < len(specs):
+                cut = len(specs) - max(0, room)
+                message = (
+                    f"{cut} children not created: a job may have {caps.max_children} "
+                    f"children and a tree {caps.max_tree_size} jobs ([jobs] max_children, "
+                    "max_tree_size)"
                 )
-                todo = specs[: max(0, root_limit - total)]
+                self._log_rows([self._log_row(parent.id, "warning", message, now)])
+            if root_limit is not None:
+                room = min(room, root_limit - total)
+            todo = specs[: max(0, room)]
             default_attempts = self.config.jobs.max_attempts
             rows = [
                 (

@@ -82,8 +82,9 @@ def field_errors(exc: ValidationError, prefix: str = "") -> dict[str, str]:
     return fields
 
 
-def validate_create(data: dict[str, Any]) -> CreateJob:
-    """Check the body and the payload against the executor's model."""
+def validate_create(data: dict[str, Any], *, demo_types: bool) -> CreateJob:
+    """Check the body and the payload against the executor's model (`demo_types`: the
+    demo types may be submitted, `[jobs] demo_types`)."""
     problems = json_problems(data)
     if problems:
         raise ValidationFailed("invalid job: " + "; ".join(problems.values()), problems)
@@ -91,7 +92,7 @@ def validate_create(data: dict[str, Any]) -> CreateJob:
         body = CreateJob.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed("invalid job", field_errors(exc)) from None
-    known = public_types()
+    known = public_types(demo_types)
     if body.type not in known:
         raise ValidationFailed(
             f"unknown job type {body.type!r}; known types: {', '.join(known)}",

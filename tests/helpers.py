@@ -28,6 +28,7 @@ def make_config(tmp_path: Path, **sections: dict) -> Config:
             "retry_base_seconds": 0.05,
             "reaper_interval": 0.5,
             "shutdown_grace": 2.0,
+            "demo_types": True,
         },
         "crawler": {"allow_private_networks": True, "timeout": 5.0},
     }

@@ -28,7 +28,7 @@ def write_config(folder: Path, port: int, text: str = "") -> Path:
     defaults = {
         "server": {"port": port},
         "queue": {"num_workers": 3, "poll_interval": 0.02},
-        "jobs": {"lease_seconds": 5},
+        "jobs": {"lease_seconds": 5, "demo_types": "true"},
         "crawler": {"allow_private_networks": "true"},
     }
     section = None

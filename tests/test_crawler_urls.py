@@ -273,9 +273,9 @@ def test_payload_forbids_unknown_fields() -> None:
 
 def test_crawler_types_are_registered() -> None:
     assert REGISTRY["crawler"].payload_model is CrawlPayload
-    assert "crawler" in public_types()
+    assert "crawler" in public_types(demo=False)
     assert "crawl_page" in REGISTRY
-    assert "crawl_page" not in public_types()
+    assert "crawl_page" not in public_types(demo=True)
 
 
 # --- the test site -------------------------------------------------------------------

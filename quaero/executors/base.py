@@ -55,6 +55,9 @@ class Executor:
     payload_model: ClassVar[type[BaseModel] | None] = None
     #: False for types that only other executors create (e.g. the crawler's pages).
     public: ClassVar[bool] = True
+    #: True for the demo types (noop, sleep, fanout): submittable only with
+    #: `[jobs] demo_types = true`, since they create work out of nothing.
+    demo: ClassVar[bool] = False
 
     def run(self, ctx: JobContext) -> dict[str, Any] | None:
         """Do the job's own work and return its result."""
@@ -83,9 +86,9 @@ def get_executor(type_name: str) -> type[Executor]:
     return REGISTRY[type_name]
 
 
-def public_types() -> list[str]:
-    """Names of the executor types a user may submit."""
-    return sorted(name for name, cls in REGISTRY.items() if cls.public)
+def public_types(demo: bool) -> list[str]:
+    """Names of the executor types a user may submit (`demo`: with the demo types)."""
+    return sorted(name for name, cls in REGISTRY.items() if cls.public and (demo or not cls.demo))
 
 
 class JobContext:
@@ -170,7 +173,7 @@ class JobContext:
         tree's descendants ≤ the limit. Raises JobCancelled when the job was cancelled
         or this attempt lost its lease.
         """
-        keyed = []
+        first, keyed = self._spawned, []
         for spec in children:
             if spec.dedup_key is None:
                 spec = replace(spec, dedup_key=f"#{self.job.id}.{self._spawned}")
@@ -179,7 +182,9 @@ class JobContext:
         if self._cancelled:
             raise JobCancelled(f"job {self.job.id} was cancelled")
         try:
-            return self.manager.spawn_children(self.job, keyed, root_limit=root_limit)
+            return self.manager.spawn_children(
+                self.job, keyed, root_limit=root_limit, position=first
+            )
         except LeaseLost as exc:
             self._cancelled = True
             raise JobCancelled(str(exc)) from None

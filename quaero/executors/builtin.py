@@ -5,9 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quaero.executors.base import ChildSpec, Executor, JobContext, PermanentError, register
+from quaero.executors.base import (
+    REGISTRY,
+    ChildSpec,
+    Executor,
+    JobContext,
+    PermanentError,
+    register,
+)
 
 
 class NoopPayload(BaseModel):
@@ -19,6 +26,7 @@ class NoopExecutor(Executor):
     """Does nothing and completes: the cheapest possible job."""
 
     type = "noop"
+    demo = True
     payload_model = NoopPayload
 
     def run(self, ctx: JobContext) -> dict[str, Any] | None:
@@ -39,6 +47,7 @@ class SleepExecutor(Executor):
     """Sleeps, reporting progress and logging as it goes; can fail on purpose."""
 
     type = "sleep"
+    demo = True
     payload_model = SleepPayload
 
     def run(self, ctx: JobContext) -> dict[str, Any] | None:
@@ -64,12 +73,26 @@ class FanoutPayload(BaseModel):
     child_payload: dict[str, Any] = Field(default_factory=dict)
     batch: int = Field(1000, ge=1, le=10_000)
 
+    @model_validator(mode="after")
+    def _child_is_submittable(self) -> FanoutPayload:
+        # a fan-out creates only what a user could submit, validated the same way: an
+        # internal type (the crawler's pages) with hand-made settings would skip its caps
+        child = REGISTRY.get(self.child_type)
+        if child is None or not child.public:
+            raise ValueError(f"child_type {self.child_type!r} is not a type a user may submit")
+        if child.payload_model is not None:
+            self.child_payload = child.payload_model.model_validate(self.child_payload).model_dump(
+                mode="json"
+            )
+        return self
+
 
 @register
 class FanoutExecutor(Executor):
     """Spawns `children` jobs of `child_type` in batches: a tree in one call."""
 
     type = "fanout"
+    demo = True
     payload_model = FanoutPayload
 
     def run(self, ctx: JobContext) -> dict[str, Any] | None:

@@ -144,7 +144,7 @@ def list_jobs():
 
 @bp.post("/api/jobs")
 def create_job():
-    body = validate_create(json_body())
+    body = validate_create(json_body(), demo_types=services().config.jobs.demo_types)
     job = services().manager.create_root(
         body.type,
         body.payload,
@@ -209,7 +209,8 @@ def rerun(job_id: int):
             raise ValidationFailed("payload overrides must be an object", {"payload": "object"})
     original = _job_or_404(job_id)
     spec = validate_create(
-        {"type": original.type, "payload": {**original.payload_data, **overrides}}
+        {"type": original.type, "payload": {**original.payload_data, **overrides}},
+        demo_types=services().config.jobs.demo_types,
     )
     job = services().manager.rerun(job_id, spec.payload)
     response = jsonify(job_to_dict(job))
@@ -241,7 +242,7 @@ def stats():
 
 @bp.get("/api/types")
 def types():
-    return jsonify({"types": public_types()})
+    return jsonify({"types": public_types(services().config.jobs.demo_types)})
 
 
 @bp.get("/healthz")

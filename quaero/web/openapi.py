@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from quaero.executors.base import public_types
 from quaero.models import LOG_LEVELS, STATUSES
@@ -224,13 +224,13 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _create_job_schema() -> dict[str, Any]:
+def _create_job_schema(demo_types: bool) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["type"],
         "additionalProperties": False,
         "properties": {
-            "type": {"type": "string", "enum": public_types(), "description": "executor"},
+            "type": {"type": "string", "enum": public_types(demo_types), "description": "executor"},
             "name": {"type": "string", "maxLength": 500},
             "payload": {
                 "type": "object",
@@ -253,11 +253,11 @@ def _create_job_schema() -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
+def document(demo_types: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.0 document of the API as it is registered in this process."""
     create_body = {
         "required": True,
-        "content": {"application/json": {"schema": _create_job_schema()}},
+        "content": {"application/json": {"schema": _create_job_schema(demo_types)}},
     }
     rerun_body = {
         "required": False,
@@ -431,4 +431,4 @@ def document() -> dict[str, Any]:
 
 @bp.get("/api/openapi.json")
 def openapi_json():
-    return jsonify(document())
+    return jsonify(document(current_app.extensions["quaero"].config.jobs.demo_types))

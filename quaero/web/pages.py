@@ -44,7 +44,7 @@ def jobs_page():
             "offset": f.offset,
         },
         statuses=STATUSES,
-        types=public_types(),
+        types=public_types(services().config.jobs.demo_types),
         stats={k: stats[k] for k in ("counts", "queue_depth", "workers_alive")},
         open_job=parse_id(open_job),
         read_only=services().config.server.read_only,
