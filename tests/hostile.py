@@ -91,7 +91,9 @@ class DripServer:
             if path == "/robots.txt" and self.slow_robots:
                 self._drip(conn, path, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n", 10**6)
             elif path == "/robots.txt":
-                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                conn.sendall(
+                    b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+                )
             elif path.startswith("/drip-headers"):
                 self._drip(conn, path, b"HTTP/1.1 200 OK\r\nX-Drip: ", 10**6)
             elif path.startswith("/drip-body"):

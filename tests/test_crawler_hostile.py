@@ -128,7 +128,9 @@ def test_a_cancel_frees_the_worker_within_a_second(tmp_path, live_server, worker
         response = requests.post(f"{live_server}/api/jobs/{root_id}/cancel", timeout=5)
         assert response.status_code == 200, response.text
         wait_for(lambda: drip.hangup_of("/drip-body"), timeout=2)
-        assert drip.hangup_of("/drip-body") - cancelled_at <= 1.0
+        freed_after = drip.hangup_of("/drip-body") - cancelled_at
+        print(f"cancel closed the fetch after {freed_after:.2f}s")
+        assert freed_after <= 1.0
         other = wait_for_job(live_server, submit(live_server, site.url("/")), timeout=10)
         assert other["status"] == "completed", other
         assert time.monotonic() - cancelled_at < 10

@@ -162,7 +162,7 @@ class CrawlPageExecutor(Executor):
         crawl = dict(ctx.payload.get("crawl") or {})
         ctx.raise_if_cancelled()
         respect_robots = crawl.get("respect_robots", limits.respect_robots)
-        deadline = page_deadline(limits, f"fetching {url}", ctx.cancelled)
+        deadline = page_deadline(limits, f"fetching {url}", cancel_check(ctx))
         with deadline.active():
             if respect_robots and not robots_allows(url, ctx.job.root_id, limits, deadline):
                 ctx.warning(f"{url} blocked by robots.txt")
@@ -260,6 +260,24 @@ def page_deadline(
 ) -> Deadline:
     """The deadline of one page: `timeout` x PAGE_DEADLINE_FACTOR seconds from now."""
     return Deadline(limits.timeout * PAGE_DEADLINE_FACTOR, cancelled, what)
+
+
+def cancel_check(ctx: JobContext) -> Callable[[], bool]:
+    """`ctx.cancelled`, safe to call from the deadline's watchdog thread too: there it
+    gives its database connection back after each look, so the watchdog holds none
+    (a PostgreSQL pool counts its connections)."""
+    owner = threading.get_ident()
+
+    def cancelled() -> bool:
+        if threading.get_ident() == owner:
+            return ctx.cancelled()
+        try:
+            return ctx.cancelled()
+        finally:
+            if not ctx.manager.db.is_closed():
+                ctx.manager.db.close()
+
+    return cancelled
 
 
 def fetch(
