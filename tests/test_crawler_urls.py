@@ -149,10 +149,11 @@ def test_parse_html_collects_title_and_links_in_order() -> None:
 @pytest.mark.parametrize(
     ("html", "title", "links"),
     [
-        ("<title>Unclosed <a href=/x>x", "Unclosed x", ["/x"]),
+        # HTML5, as browsers read it: a title's text runs to </title>, markup included
+        ("<title>Unclosed <a href=/x>x", "Unclosed <a href=/x>x", []),
         ("<a href=/one><a href=/two>", None, ["/one", "/two"]),
         ("<p><a href='/q' <b>bold</a></div></span>", None, ["/q"]),
-        ("<![foo bar]><a href='/after'>", None, []),
+        ("<![foo bar]><a href='/after'>", None, ["/after"]),  # a bogus comment, then a link
         ("<title>First</title><title>Second</title>", "First", []),
         ("<script>var s = '<a href=\"/js\">';</script><a href=/real>", None, ["/real"]),
         ("", None, []),

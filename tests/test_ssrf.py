@@ -176,6 +176,8 @@ FAKE_DNS = {
     "mapped.example": ["::ffff:127.0.0.1"],
     "nat64.example": ["64:ff9b::a00:1"],
     "public.example": ["93.184.216.34"],
+    "site-local.example": ["fec0::1"],
+    "v6-doc.example": ["2606:4700::1", "3fff:abc::1"],  # one public, one documentation
 }
 
 
@@ -243,6 +245,11 @@ REFUSED = [
     ("http://0.0.0.0/", "refused: 0.0.0.0 is an unspecified address"),
     ("http://100.64.0.1/", "refused: 100.64.0.1 is a non-public address"),
     ("http://127.0.0.1/", "refused: 127.0.0.1 is a loopback address"),
+    ("http://[fec0::1]/", "refused: fec0::1 is a site-local address"),
+    ("http://site-local.example/", "resolves to fec0::1, a site-local address"),
+    ("http://[3fff::1]/", "refused: 3fff::1 is a documentation address"),
+    ("http://v6-doc.example/", "resolves to 3fff:abc::1, a documentation address"),
+    ("http://[5f00::1]/", "refused: 5f00::1 is a reserved address"),
 ]
 
 
@@ -271,8 +278,18 @@ def test_fetch_refuses_before_connecting(no_connect, url, reason):
         ("127.0.0.2", "loopback"),
         ("::1", "loopback"),
         ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+        ("fec0::1", "site-local"),  # deprecated site-local, fec0::/10
+        ("feff:ffff::1", "site-local"),
+        ("3fff::1", "documentation"),  # RFC 9637, 3fff::/20
+        ("3fff:fff:ffff::1", "documentation"),
+        ("2001:db8::1", "private"),
+        ("5f00::1", "reserved"),  # SRv6 SIDs, RFC 9602
+        ("64:ff9b:1::1", "reserved"),  # local-use NAT64, RFC 8215
+        ("100:0:0:1::1", "reserved"),  # the dummy prefix, RFC 9780
         ("8.8.8.8", None),
         ("2606:4700::1", None),
+        ("3fff:1000::1", None),  # just past 3fff::/20: global unicast
+        ("2001:4860:4860::8888", None),
     ],
 )
 def test_address_kind_names_why_an_address_is_refused(ip, kind):

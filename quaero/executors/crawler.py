@@ -10,13 +10,17 @@ resolves the host once, refuses loopback, private, link-local, multicast, unspec
 reserved addresses (unless `allow_private_networks`, or the host is in `allow_hosts`)
 before any socket is opened, and connects to exactly the address it checked (no DNS
 rebinding window). Redirects are followed by hand, at most `max_redirects`, each hop
-checked like the first. Connect and read timeouts, an overall deadline per page, and a
-body cap (`max_bytes`) always apply. `depth` and `max_pages` are clamped to the config
-and links longer than `MAX_URL_CHARS` are dropped, so traps (endlessly deep paths,
-exploding query strings) end at the caps. A refused address fails the job for good with
-the reason ("refused: 10.0.0.1 is a private address"); the root checks the start URL
-first, so a refused crawl fails as a whole at once.
-robots.txt is read once per (crawl, scheme+host) per process; a page it disallows is not
+checked like the first. A body cap (`max_bytes`) and one deadline per page always apply:
+robots.txt, connect, headers, body and every redirect together end within
+`timeout` x PAGE_DEADLINE_FACTOR seconds, and a cancel ends the fetch within about a
+second (deadline.py: a watchdog shuts the sockets down, whatever the site drips).
+`depth` and `max_pages` are clamped to the config and links longer than `MAX_URL_CHARS`
+are dropped, so traps (endlessly deep paths, exploding query strings) end at the caps.
+A refused address fails the job for good with the reason ("refused: 10.0.0.1 is a
+private address"); the root checks the start URL first, so a refused crawl fails as a
+whole at once.
+robots.txt is read once per (crawl, scheme+host) per process and parsed by protego after
+RFC 9309 (longest match wins, `*` and `$`); a page it disallows is not
 fetched and its job *completes* with `blocked_by_robots: true` (logged as a warning),
 because retrying cannot change the answer and it is not an error of the crawl.
 The per-host `delay` is kept per process, so several worker processes may overlap.
@@ -24,20 +28,23 @@ The per-host `delay` is kept per process, so several worker processes may overla
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
-from urllib.robotparser import RobotFileParser
 
 import requests
+from protego import Protego
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quaero.config import CrawlerConfig
 from quaero.executors.base import ChildSpec, Executor, JobContext, PermanentError, register
+from quaero.executors.deadline import Deadline, DeadlineExceeded, current
 from quaero.executors.netguard import AddressPolicy, check_url, guarded_session
 from quaero.executors.urls import (
     host_key,
@@ -55,6 +62,9 @@ MAX_RESULT_LINKS = 500
 MAX_URL_CHARS = 2000  # longer links are dropped: they are traps, not pages
 ROBOTS_MAX_BYTES = 500_000
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+#: A page's whole fetch (robots.txt, connect, headers, body, redirects) ends within
+#: `crawler.timeout` x this; each single connect or read also waits at most `timeout`.
+PAGE_DEADLINE_FACTOR = 3
 
 
 class CrawlPayload(BaseModel):
@@ -152,14 +162,17 @@ class CrawlPageExecutor(Executor):
         crawl = dict(ctx.payload.get("crawl") or {})
         ctx.raise_if_cancelled()
         respect_robots = crawl.get("respect_robots", limits.respect_robots)
-        if respect_robots and not robots_allows(url, ctx.job.root_id, limits):
-            ctx.warning(f"{url} blocked by robots.txt")
-            return page_result(url, depth, blocked_by_robots=True)
-        wait_for_host(host_key(url), float(crawl.get("delay", 0)), ctx)
-        ctx.raise_if_cancelled()
-        started = time.monotonic()
-        page = fetch(url, limits, limits.max_bytes)
-        elapsed_ms = round((time.monotonic() - started) * 1000)
+        deadline = page_deadline(limits, f"fetching {url}", cancel_check(ctx))
+        with deadline.active():
+            if respect_robots and not robots_allows(url, ctx.job.root_id, limits, deadline):
+                ctx.warning(f"{url} blocked by robots.txt")
+                return page_result(url, depth, blocked_by_robots=True)
+            with deadline.paused():  # the politeness delay is ours, not the site's
+                wait_for_host(host_key(url), float(crawl.get("delay", 0)), ctx)
+            ctx.raise_if_cancelled()
+            started = time.monotonic()
+            page = fetch(url, limits, limits.max_bytes, deadline)
+            elapsed_ms = round((time.monotonic() - started) * 1000)
         if 400 <= page.status_code < 500:
             raise PermanentError(f"HTTP {page.status_code} for {url}")
         if page.status_code >= 500:
@@ -242,80 +255,151 @@ def check_address(url: str, limits: CrawlerConfig) -> None:
     check_url(url, AddressPolicy.from_config(limits))
 
 
-def fetch(url: str, limits: CrawlerConfig, max_bytes: int) -> Fetched:
-    """GET `url`, following up to `max_redirects` redirects by hand.
+def page_deadline(
+    limits: CrawlerConfig, what: str, cancelled: Callable[[], bool] | None = None
+) -> Deadline:
+    """The deadline of one page: `timeout` x PAGE_DEADLINE_FACTOR seconds from now."""
+    return Deadline(limits.timeout * PAGE_DEADLINE_FACTOR, cancelled, what)
+
+
+def cancel_check(ctx: JobContext) -> Callable[[], bool]:
+    """`ctx.cancelled`, safe to call from the deadline's watchdog thread too: there it
+    gives its database connection back after each look, so the watchdog holds none
+    (a PostgreSQL pool counts its connections)."""
+    owner = threading.get_ident()
+
+    def cancelled() -> bool:
+        if threading.get_ident() == owner:
+            return ctx.cancelled()
+        try:
+            return ctx.cancelled()
+        finally:
+            if not ctx.manager.db.is_closed():
+                ctx.manager.db.close()
+
+    return cancelled
+
+
+def fetch(
+    url: str, limits: CrawlerConfig, max_bytes: int, deadline: Deadline | None = None
+) -> Fetched:
+    """GET `url`, following up to `max_redirects` redirects by hand, within `deadline`
+    (by default a page's: `timeout` x PAGE_DEADLINE_FACTOR).
 
     Every connection (the first and each hop's) is checked by `netguard` before it is
-    opened; a refused one raises `AddressRefused`, a PermanentError.
+    opened; a refused one raises `AddressRefused`, a PermanentError. Past the deadline
+    the connection is shut and `DeadlineExceeded` (permanent) is raised; on a cancel,
+    `JobCancelled`.
     """
+    deadline = deadline or page_deadline(limits, f"fetching {url}")
+    if current() is deadline:
+        return _fetch(url, limits, max_bytes, deadline)
+    with deadline.active():
+        return _fetch(url, limits, max_bytes, deadline)
+
+
+def _fetch(url: str, limits: CrawlerConfig, max_bytes: int, deadline: Deadline) -> Fetched:
     session = guarded_session(AddressPolicy.from_config(limits))
     max_redirects = limits.max_redirects
-    current = url
-    deadline = time.monotonic() + limits.timeout * (max_redirects + 2)
-    for _ in range(max_redirects + 1):
-        try:
-            response = session.get(
-                current,
-                headers={"User-Agent": limits.user_agent},
-                stream=True,
-                timeout=(limits.timeout, limits.timeout),
-                allow_redirects=False,
-            )
-        except requests.exceptions.InvalidURL as exc:
-            raise PermanentError(f"cannot fetch {current}: {exc}") from None
-        with response:
-            if response.is_redirect:
-                target = normalize_url(response.headers["location"], current)
-                if target is None:
-                    raise PermanentError(f"{current} redirects to a non-http(s) URL")
-                current = target
-                continue
-            body, truncated = _read_capped(response, max_bytes, deadline)
-            content_type, charset = parse_content_type(response.headers.get("content-type"))
-            return Fetched(current, response.status_code, content_type, charset, body, truncated)
-    raise PermanentError(f"too many redirects (more than {max_redirects}) from {url}")
+    current_url = url
+    try:
+        for _ in range(max_redirects + 1):
+            deadline.check()
+            timeout = deadline.cap(limits.timeout)
+            try:
+                response = session.get(
+                    current_url,
+                    headers={"User-Agent": limits.user_agent},
+                    stream=True,
+                    timeout=(timeout, timeout),
+                    allow_redirects=False,
+                )
+            except requests.exceptions.InvalidURL as exc:
+                raise PermanentError(f"cannot fetch {current_url}: {exc}") from None
+            except requests.RequestException:
+                deadline.check()  # a socket the watchdog shut reads as a broken connection
+                raise
+            with response:
+                if response.is_redirect:
+                    target = normalize_url(response.headers["location"], current_url)
+                    if target is None:
+                        raise PermanentError(f"{current_url} redirects to a non-http(s) URL")
+                    current_url = target
+                    continue
+                body, truncated = _read_capped(response, max_bytes, deadline)
+                content_type, charset = parse_content_type(response.headers.get("content-type"))
+                return Fetched(
+                    current_url, response.status_code, content_type, charset, body, truncated
+                )
+        raise PermanentError(f"too many redirects (more than {max_redirects}) from {url}")
+    finally:
+        if deadline.reason is not None:
+            session.close()  # never reuse a connection the watchdog shut
 
 
-def _read_capped(response: requests.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
-    """Read at most `limit` bytes of the body; True if there was more."""
+def _read_capped(response: requests.Response, limit: int, deadline: Deadline) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes of the body; True if there was more.
+
+    A body cut short by the watchdog raises (DeadlineExceeded, JobCancelled) rather than
+    passing for a complete one.
+    """
     chunks: list[bytes] = []
     total = 0
-    for chunk in response.iter_content(16 * 1024):  # small chunks bound decompression too
-        if total + len(chunk) > limit:
-            chunks.append(chunk[: limit - total])
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        total += len(chunk)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"reading {response.url} took too long")
+    try:
+        for chunk in response.iter_content(16 * 1024):  # small chunks bound decompression
+            if total + len(chunk) > limit:
+                chunks.append(chunk[: limit - total])
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            total += len(chunk)
+            deadline.check()
+    except requests.RequestException:
+        deadline.check()
+        raise
+    deadline.check()
     return b"".join(chunks), False
 
 
 ROBOTS_CACHE_SIZE = 256
-_robots: OrderedDict[tuple[int, str], RobotFileParser] = OrderedDict()
+_robots: OrderedDict[tuple[int, str], Protego] = OrderedDict()
 _robots_locks: dict[tuple[int, str], threading.Lock] = {}
 _robots_lock = threading.Lock()
+_ALLOW_ALL = Protego.parse("")
+_DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /\n")
 
 
-def robots_allows(url: str, root_id: int, limits: CrawlerConfig) -> bool:
-    """Whether robots.txt of `url`'s host lets our user agent fetch it (cached per crawl)."""
+def robots_allows(
+    url: str, root_id: int, limits: CrawlerConfig, deadline: Deadline | None = None
+) -> bool:
+    """Whether robots.txt of `url`'s host lets our user agent fetch it (cached per crawl).
+
+    Parsed by protego, after RFC 9309: the group of the most specific user agent, the
+    longest matching rule (Allow wins a tie), `*` and `$`. The fetch counts against the
+    page's `deadline`, and so does waiting for another page's fetch of the same file.
+    """
+    deadline = deadline or page_deadline(limits, f"reading robots.txt for {url}")
     key = (root_id, origin(url))
     with _robots_lock:
         parser = _robots.get(key)
         key_lock = _robots_locks.setdefault(key, threading.Lock())
     if parser is None:
-        with key_lock:  # one fetch per key even when many pages of a host start at once
-            with _robots_lock:
-                parser = _robots.get(key)
-            if parser is None:
-                parser = _fetch_robots_once(key, limits)
-    return parser.can_fetch(limits.user_agent, url)
+        with deadline.active() if current() is not deadline else contextlib.nullcontext():
+            while not key_lock.acquire(timeout=0.1):  # one fetch per key at a time
+                deadline.check()
+            try:
+                with _robots_lock:
+                    parser = _robots.get(key)
+                if parser is None:
+                    parser = _fetch_robots_once(key, limits, deadline)
+            finally:
+                key_lock.release()
+    return parser.can_fetch(url, limits.user_agent)
 
 
-def _fetch_robots_once(key: tuple[int, str], limits: CrawlerConfig) -> RobotFileParser:
+def _fetch_robots_once(key: tuple[int, str], limits: CrawlerConfig, deadline: Deadline) -> Protego:
     """Read robots.txt for `key` into the bounded cache; forget the key's lock on failure."""
     try:
-        parser = _read_robots(key[1], limits)
+        parser = _read_robots(key[1], limits, deadline)
     except Exception:
         with _robots_lock:
             _robots_locks.pop(key, None)
@@ -328,20 +412,22 @@ def _fetch_robots_once(key: tuple[int, str], limits: CrawlerConfig) -> RobotFile
     return parser
 
 
-def _read_robots(site: str, limits: CrawlerConfig) -> RobotFileParser:
+def _read_robots(site: str, limits: CrawlerConfig, deadline: Deadline) -> Protego:
     """Fetch and parse `site`/robots.txt: 401/403 forbid all, other 4xx allow all, 5xx retry."""
-    parser = RobotFileParser(site + "/robots.txt")
-    page = fetch(site + "/robots.txt", limits, min(limits.max_bytes, ROBOTS_MAX_BYTES))
+    try:
+        page = fetch(
+            site + "/robots.txt", limits, min(limits.max_bytes, ROBOTS_MAX_BYTES), deadline
+        )
+    except DeadlineExceeded as exc:
+        raise DeadlineExceeded(f"{exc} (stuck reading {site}/robots.txt)") from None
     logger.debug("robots.txt of %s: HTTP %s", site, page.status_code)
     if page.status_code >= 500:
         raise requests.HTTPError(f"HTTP {page.status_code} for {site}/robots.txt")
     if page.status_code in (401, 403):
-        parser.disallow_all = True
-    elif page.status_code >= 300:  # a missing robots.txt (or a dangling redirect)
-        parser.allow_all = True
-    else:
-        parser.parse(page.body.decode("utf-8", errors="replace").splitlines())
-    return parser
+        return _DISALLOW_ALL
+    if page.status_code >= 300:  # a missing robots.txt (or a dangling redirect)
+        return _ALLOW_ALL
+    return Protego.parse(page.body.decode("utf-8", errors="replace"))
 
 
 _next_slot: dict[str, float] = {}

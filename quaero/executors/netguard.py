@@ -10,6 +10,9 @@ is created. The crawler follows redirects by hand, one request per hop, so each 
 connection is checked the same way; a kept-alive connection is only reused for the
 host and port it was opened (and checked) for. Environment proxies and .netrc are
 ignored (`trust_env = False`): a proxy would resolve names where we cannot check them.
+Under a page's `Deadline` (deadline.py), every connection hands its socket to the
+deadline, the first time it connects and each time it is reused, and its connect timeout
+is cut to what remains, so the watchdog can end a fetch that a site stalls.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from quaero.config import CrawlerConfig
+from quaero.executors import deadline as deadlines
 from quaero.executors.base import PermanentError
 from quaero.executors.urls import DEFAULT_PORTS, address_kind
 
@@ -135,6 +139,9 @@ class _GuardedConnection:
         host, port = self.host, self.port  # type: ignore[attr-defined]
         if self.policy is None:
             raise AddressRefused(f"refused: {host}: no address policy (internal error)")
+        deadline = deadlines.current()
+        if deadline is not None:
+            deadline.check()
         addresses = self.policy.addresses(host, port)
         error: OSError | None = None
         for family, ip in addresses:
@@ -144,6 +151,10 @@ class _GuardedConnection:
                     sock.setsockopt(*option)
                 if self.timeout is None or isinstance(self.timeout, (int, float)):  # type: ignore[attr-defined]
                     sock.settimeout(self.timeout)  # type: ignore[attr-defined]
+                if deadline is not None:
+                    deadline.check()
+                    sock.settimeout(deadline.cap(sock.gettimeout() or deadline.seconds))
+                    deadline.watch_socket(sock)
                 sock.connect((ip, port))
             except TimeoutError as exc:
                 sock.close()
@@ -167,28 +178,34 @@ class GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
     """An HTTPS connection that checks its addresses; SNI and certificates use the name."""
 
 
-class GuardedHTTPPool(HTTPConnectionPool):
+class _GuardedPool:
+    """Mixin of urllib3 pools: hand connections the policy; a reused connection's socket
+    goes to the active deadline (a new one's is handed over when it connects)."""
+
+    policy: AddressPolicy | None = None
+
+    def _new_conn(self):
+        conn = super()._new_conn()  # type: ignore[misc]
+        conn.policy = self.policy
+        return conn
+
+    def _make_request(self, conn, *args, **kwargs):
+        deadline = deadlines.current()
+        if deadline is not None and conn.sock is not None:
+            deadline.watch_socket(conn.sock)
+        return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+
+
+class GuardedHTTPPool(_GuardedPool, HTTPConnectionPool):
     """A pool of GuardedHTTPConnection that hands them its policy."""
 
     ConnectionCls = GuardedHTTPConnection
-    policy: AddressPolicy | None = None
-
-    def _new_conn(self):
-        conn = super()._new_conn()
-        conn.policy = self.policy
-        return conn
 
 
-class GuardedHTTPSPool(HTTPSConnectionPool):
+class GuardedHTTPSPool(_GuardedPool, HTTPSConnectionPool):
     """A pool of GuardedHTTPSConnection that hands them its policy."""
 
     ConnectionCls = GuardedHTTPSConnection
-    policy: AddressPolicy | None = None
-
-    def _new_conn(self):
-        conn = super()._new_conn()
-        conn.policy = self.policy
-        return conn
 
 
 class GuardedPoolManager(PoolManager):
