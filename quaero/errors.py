@@ -34,3 +34,10 @@ class ValidationFailed(QuaeroError):
 
     status = 400
     code = "validation_error"
+
+
+class Unavailable(QuaeroError):
+    """A store (the metadata database or the queue) cannot be reached; try again soon."""
+
+    status = 503
+    code = "unavailable"
