@@ -85,3 +85,21 @@ def client(services: Services):
     from quaero.web import create_app
 
     return create_app(services).test_client()
+
+
+@pytest.fixture
+def own_pg():
+    """This test's own PostgreSQL on a free port (tests/services.py), free to break."""
+    from tests.services import own_postgres
+
+    with own_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis():
+    """This test's own redis-server on a free port (tests/services.py), free to kill."""
+    from tests.services import own_redis as start_redis
+
+    with start_redis() as server:
+        yield server
