@@ -111,12 +111,24 @@ class BulkRedisStorage(PriorityRedisStorage):
         try:
             return super().dequeue()
         except QUEUE_DOWN_ERRORS as exc:
-            now = time.monotonic()
-            if now - BulkRedisStorage._down_logged > 10:
-                BulkRedisStorage._down_logged = now
-                logger.warning("queue unavailable, workers wait for it: %s", exc)
-            time.sleep(1.0)
+            self._waiting(exc)
             return None
+
+    def read_schedule(self, timestamp) -> list[bytes]:
+        try:
+            return super().read_schedule(timestamp)
+        except QUEUE_DOWN_ERRORS as exc:
+            self._waiting(exc)
+            return []
+
+    @staticmethod
+    def _waiting(exc: Exception) -> None:
+        """One warning per 10 s instead of a traceback per poll, and a pause."""
+        now = time.monotonic()
+        if now - BulkRedisStorage._down_logged > 10:
+            BulkRedisStorage._down_logged = now
+            logger.warning("queue unavailable, workers wait for it: %s", exc)
+        time.sleep(1.0)
 
     def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
         """Send many (message, priority) pairs in one round trip."""
