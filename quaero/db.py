@@ -135,17 +135,23 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
 
     def connect(self, reuse_if_open: bool = False) -> bool:
         wait = 0.0 if getattr(_thread_policy, "fail_fast", False) else self.reconnect_wait
-        deadline = time.monotonic() + wait
+        started = time.monotonic()
         pause = 0.1
         while True:
             try:
-                return super().connect(reuse_if_open)
+                opened = super().connect(reuse_if_open)
             except peewee.OperationalError as exc:
-                if not self.is_closed() or time.monotonic() + pause > deadline:
+                if not self.is_closed() or time.monotonic() + pause > started + wait:
                     raise
-                logger.warning("database unreachable, retrying in %.1fs: %s", pause, exc)
+                if pause == 0.1:  # once per wait: the driver's messages span several lines
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    logger.warning("database unreachable, retrying for %gs: %s", wait, reason)
                 time.sleep(pause)
                 pause = min(2.0, pause * 2)
+            else:
+                if pause > 0.1:
+                    logger.info("database reachable again after %.1fs", time.monotonic() - started)
+                return opened
 
     def _drop_dead_connection(self) -> bool:
         """If this thread's connection is dead, remove it from the pool and forget it
