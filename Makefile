@@ -19,11 +19,15 @@ run: $(VENV)/.deps
 migrate: $(VENV)/.deps
 	$(PY) run.py migrate
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one)
-# and Debian's wget, the crawl benchmark's yardstick.
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one),
+# Debian's wget, the crawl benchmark's yardstick, and the PostgreSQL and Redis binaries
+# the fault tests start instances of their own from (tests/services.py).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v wget >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium wget; }
+	@command -v redis-server >/dev/null 2>&1 && \
+	  { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql redis-server; }
 
 lint: $(VENV)/.deps
 	$(VENV)/bin/ruff check quaero tests bench run.py

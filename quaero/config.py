@@ -55,6 +55,7 @@ class DatabaseConfig:
 
     url: str = "sqlite:///data/quaero.db"
     max_connections: int = 20
+    reconnect_wait: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ MINIMUMS = {
     ("queue", "num_workers"): 1,
     ("queue", "poll_interval"): 0.001,
     ("database", "max_connections"): 2,
+    ("database", "reconnect_wait"): 0,
     ("jobs", "max_attempts"): 1,
     ("jobs", "lease_seconds"): 1,
     ("jobs", "retry_base_seconds"): 0,

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 logger = logging.getLogger(__name__)
+
+#: What a process does when the database is away: these errors mean "try again later"
+#: (the web answers 503), never a bug. A SQLite "database is locked" is one too.
+UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
 
 database_proxy = peewee.DatabaseProxy()
 
@@ -56,7 +61,12 @@ def make_database(url: str, max_connections: int = 32) -> peewee.Database:
         )
     if parsed.scheme in ("postgresql", "postgres"):
         params = dict(parse_qsl(parsed.query))
-        return PooledPostgresqlDatabase(
+        # a server that is down or cut off must fail fast and be noticed, not hang a thread
+        params.setdefault("connect_timeout", "5")
+        params.setdefault("keepalives_idle", "10")
+        params.setdefault("keepalives_interval", "5")
+        params.setdefault("keepalives_count", "3")
+        return ReconnectingPostgresqlDatabase(
             parsed.path.lstrip("/") or "postgres",
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
@@ -71,12 +81,136 @@ def make_database(url: str, max_connections: int = 32) -> peewee.Database:
     raise ValueError(f"database url {url!r}: scheme must be sqlite:/// or postgresql://")
 
 
-def open_database(url: str, max_connections: int = 20) -> peewee.Database:
+def open_database(
+    url: str, max_connections: int = 20, reconnect_wait: float = 0.0
+) -> peewee.Database:
     """Create the database for `url`, bind the models to it and apply migrations."""
     db = make_database(url, max_connections)
+    if isinstance(db, ReconnectingPostgresqlDatabase):
+        db.reconnect_wait = reconnect_wait
     database_proxy.initialize(db)
     apply_migrations(db)
     return db
+
+
+class ConnectionLost(peewee.OperationalError):
+    """The connection died inside a transaction before COMMIT was sent: nothing of the
+    transaction was written, so running it again is safe."""
+
+
+class CommitOutcomeUnknown(peewee.OperationalError):
+    """The connection died while COMMIT was on its way: the transaction may or may not
+    have been written, so it must not be run again blindly."""
+
+
+_thread_policy = threading.local()
+
+
+def fail_fast() -> None:
+    """Make this thread's database calls fail at once while the database is away,
+    instead of waiting `reconnect_wait` for it (web request threads: they answer 503)."""
+    _thread_policy.fail_fast = True
+
+
+class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
+    """peewee's pool plus recovery from connections that died under it.
+
+    Each thread keeps the connection it checked out, so a terminated backend or a
+    restarted server would otherwise fail every later query of that thread with "the
+    connection is closed". Here an error on a connection that turns out to be dead
+    drops it from the pool (checkout already discards dead idle ones), and:
+
+    - outside a transaction the statement (a read, or one of the few idempotent
+      autocommit writes) runs once more on a fresh connection;
+    - inside one, `ConnectionLost` is raised and the caller runs the whole transaction
+      again (JobManager.transaction does); a connection lost at COMMIT raises
+      `CommitOutcomeUnknown`, which is not retried.
+
+    While the server is unreachable, connecting is retried with back-off for up to
+    `reconnect_wait` seconds (workers ride through a restart), except in threads that
+    called `fail_fast()` (web requests answer 503 at once).
+    """
+
+    reconnect_wait = 0.0
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        wait = 0.0 if getattr(_thread_policy, "fail_fast", False) else self.reconnect_wait
+        started = time.monotonic()
+        pause = 0.1
+        while True:
+            try:
+                opened = super().connect(reuse_if_open)
+            except peewee.OperationalError as exc:
+                if not self.is_closed() or time.monotonic() + pause > started + wait:
+                    raise
+                if pause == 0.1:  # once per wait: the driver's messages span several lines
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    logger.warning("database unreachable, retrying for %gs: %s", wait, reason)
+                time.sleep(pause)
+                pause = min(2.0, pause * 2)
+            else:
+                if pause > 0.1:
+                    logger.info("database reachable again after %.1fs", time.monotonic() - started)
+                return opened
+
+    def _drop_dead_connection(self) -> bool:
+        """If this thread's connection is dead, remove it from the pool and forget it
+        (keeping the transaction stack, so the transaction unwinds normally)."""
+        conn = self._state.conn
+        if conn is None or not (
+            conn.closed or self._adapter.txn_status(conn) == self._adapter.txn_unknown
+        ):
+            return False
+        with self._lock:
+            self._close(conn, close_conn=True)
+            self._state.conn, self._state.closed = None, True
+        logger.warning("database connection lost; it is replaced on next use")
+        return True
+
+    def _lost(self) -> ConnectionLost:
+        return ConnectionLost("database connection lost before commit; the transaction is void")
+
+    def execute_sql(self, sql, params=None):
+        if self._state.closed and self.in_transaction():
+            raise self._lost()  # never carry on a transaction on a new connection
+        try:
+            return super().execute_sql(sql, params)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if not self._drop_dead_connection():
+                raise
+            if self.in_transaction():
+                raise self._lost() from exc
+            return super().execute_sql(sql, params)
+
+    def begin(self, *args, **kwargs) -> None:
+        try:
+            return super().begin(*args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError):
+            if not self._drop_dead_connection():
+                raise
+            return super().begin(*args, **kwargs)  # nothing was started: a fresh one
+
+    def commit(self) -> None:
+        if self._state.closed:
+            raise self._lost()
+        try:
+            return super().commit()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if not self._drop_dead_connection():
+                raise
+            raise CommitOutcomeUnknown(
+                "database connection lost during COMMIT; the transaction may have been written"
+            ) from exc
+
+    def rollback(self) -> None:
+        if self._state.closed:
+            return None  # the server rolled the transaction back when the connection died
+        try:
+            return super().rollback()
+        except (peewee.OperationalError, peewee.InterfaceError):
+            if not self._drop_dead_connection():
+                raise
+            return None
 
 
 def _statements(sql: str) -> list[str]:

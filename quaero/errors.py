@@ -39,3 +39,10 @@ class ValidationFailed(QuaeroError):
 class LeaseLost(Exception):
     """An attempt wrote to a job it no longer holds (cancelled, or its lease was taken
     over): the write was refused and the attempt must stop."""
+
+
+class Unavailable(QuaeroError):
+    """A store (the metadata database or the queue) cannot be reached; try again soon."""
+
+    status = 503
+    code = "unavailable"

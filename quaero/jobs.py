@@ -43,7 +43,12 @@ MAX_LOG_MESSAGE = 10_000
 INSERT_CHUNK = 500
 #: What an executor buffered: log lines (level, message, time) and its last progress.
 Report = tuple[list[tuple[str, str, float]], float | None]
-RETRYABLE_DB_ERRORS = ("database is locked", "deadlock detected", "could not serialize")
+RETRYABLE_DB_ERRORS = (
+    "database is locked",
+    "deadlock detected",
+    "could not serialize",
+    "connection lost before commit",  # quaero.db.ConnectionLost: nothing was written
+)
 
 
 # The hot path (every job passes here twice) as plain SQL: building these with peewee's
@@ -284,8 +289,10 @@ class JobManager:
         priority: int = 0,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        in_transaction: Callable[[Job], None] | None = None,
     ) -> Job:
-        """Create a root job and put it on the queue."""
+        """Create a root job and put it on the queue; `in_transaction(job)` runs in the
+        inserting transaction (an idempotency key is recorded there; raising undoes it)."""
         now = time.time()
 
         def insert() -> Job:
@@ -306,6 +313,8 @@ class JobManager:
             Job.update(root_id=job.id).where(Job.id == job.id).execute()
             job.root_id = job.id
             JobLog.insert(self._log_row(job.id, "info", f"{type} job submitted", now)).execute()
+            if in_transaction:
+                in_transaction(job)
             return job
 
         job = self.transaction(insert)

@@ -9,18 +9,37 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from typing import TypeVar
 
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.storage import PriorityRedisStorage, SqliteStorage
 
 from quaero.config import Config
+from quaero.errors import Unavailable
+
+try:
+    import redis
+except ImportError:  # the SQLite queue needs no redis package
+    redis = None
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "run_job"
+T = TypeVar("T")
+#: Errors that mean the queue's storage is away for now (Redis down or cut off, a SQLite
+#: queue file locked past its timeout), not a bug.
+QUEUE_DOWN_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+if redis is not None:
+    QUEUE_DOWN_ERRORS += (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+OUTBOX_LIMIT = 100_000  # job ids held for a queue that is away; the orphan sweep does the rest
+
+
+class QueueUnavailable(Unavailable):
+    """The queue's storage cannot be reached (503)."""
 
 
 class BulkSqliteStorage(SqliteStorage):
@@ -109,7 +128,33 @@ class BulkSqliteStorage(SqliteStorage):
 
 
 class BulkRedisStorage(PriorityRedisStorage):
-    """Huey's Redis priority storage plus pipelined bulk enqueue."""
+    """Huey's Redis priority storage plus pipelined bulk enqueue, and a dequeue that
+    waits quietly while Redis is away (Huey's worker would log a traceback per poll)."""
+
+    _down_logged = 0.0
+
+    def dequeue(self) -> bytes | None:
+        try:
+            return super().dequeue()
+        except QUEUE_DOWN_ERRORS as exc:
+            self._waiting(exc)
+            return None
+
+    def read_schedule(self, timestamp) -> list[bytes]:
+        try:
+            return super().read_schedule(timestamp)
+        except QUEUE_DOWN_ERRORS as exc:
+            self._waiting(exc)
+            return []
+
+    @staticmethod
+    def _waiting(exc: Exception) -> None:
+        """One warning per 10 s instead of a traceback per poll, and a pause."""
+        now = time.monotonic()
+        if now - BulkRedisStorage._down_logged > 10:
+            BulkRedisStorage._down_logged = now
+            logger.warning("queue unavailable, workers wait for it: %s", exc)
+        time.sleep(1.0)
 
     def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
         """Send many (message, priority) pairs in one round trip."""
@@ -148,10 +193,14 @@ def make_huey(config: Config):
     """The Huey instance for the configured backend (results off: `jobs` holds them)."""
     q = config.queue
     if q.backend == "redis":
+        # Timeouts, so that a Redis that is cut off fails calls instead of hanging them.
+        pool = redis.ConnectionPool.from_url(
+            q.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+        )
         return QuaeroRedisHuey(
             q.name,
             results=False,
-            url=q.url,
+            connection_pool=pool,
             storage_class=BulkRedisStorage,
             read_timeout=1,
         )
@@ -168,7 +217,13 @@ def make_huey(config: Config):
 
 
 class JobQueue:
-    """Puts job ids on the Huey queue and hands dequeued ids to a runner."""
+    """Puts job ids on the Huey queue and hands dequeued ids to a runner.
+
+    Every job is in `jobs` before its id is enqueued, so an enqueue that fails because
+    the queue is away loses nothing: the ids wait in this process's outbox, which a
+    thread sends as soon as the queue answers again (the workers' orphan sweep is the
+    backstop if this process dies first). Reads of the queue raise QueueUnavailable.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -178,6 +233,9 @@ class JobQueue:
         # Idle worker threads of this process wait here between polls, so a job
         # enqueued in this process (a submission in `serve`, a fan-out) starts at once.
         self.wakeup = threading.Condition()
+        self._outbox: dict[int, tuple[int, float]] = {}  # job id -> (priority, due time)
+        self._outbox_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
 
     def _run(self, job_id: int) -> None:
         if self.runner is None:
@@ -185,7 +243,15 @@ class JobQueue:
         self.runner(job_id)
 
     def enqueue(self, jobs: Iterable[tuple[int, int]]) -> None:
-        """Enqueue (job_id, priority) pairs, in bulk where the storage allows it."""
+        """Enqueue (job_id, priority) pairs, in bulk where the storage allows it; while
+        the queue is away they wait in the outbox (see the class docstring)."""
+        jobs = list(jobs)
+        try:
+            self._send(jobs)
+        except QUEUE_DOWN_ERRORS as exc:
+            self._hold(jobs, time.time(), exc)
+
+    def _send(self, jobs: list[tuple[int, int]]) -> None:
         items = [
             (self.huey.serialize_task(self.task.s(job_id, priority=priority)), priority)
             for job_id, priority in jobs
@@ -203,21 +269,83 @@ class JobQueue:
 
     def enqueue_later(self, job_id: int, priority: int, delay: float) -> None:
         """Enqueue a job id after `delay` seconds (Huey's schedule, not a sleeping worker)."""
-        self.task.schedule(args=(job_id,), delay=delay, priority=priority)
+        try:
+            self.task.schedule(args=(job_id,), delay=delay, priority=priority)
+        except QUEUE_DOWN_ERRORS as exc:
+            self._hold([(job_id, priority)], time.time() + delay, exc)
+
+    def _hold(self, jobs: list[tuple[int, int]], due: float, exc: Exception) -> None:
+        """Keep ids the queue refused, and make sure a thread sends them later."""
+        with self._outbox_lock:
+            room = max(0, OUTBOX_LIMIT - len(self._outbox))
+            for job_id, priority in jobs[:room]:
+                self._outbox[job_id] = (priority, due)
+            if self._flusher is None or not self._flusher.is_alive():
+                self._flusher = threading.Thread(
+                    target=self._flush_outbox, name="quaero-outbox", daemon=True
+                )
+                self._flusher.start()
+        logger.warning(
+            "queue unavailable (%s): %d jobs held, sent when it is back%s",
+            exc,
+            min(len(jobs), room),
+            f"; {len(jobs) - room} left to the orphan sweep" if len(jobs) > room else "",
+        )
+
+    def _flush_outbox(self, interval: float = 0.5) -> None:
+        """Send held ids as soon as the queue answers again; ends when none are left."""
+        while True:
+            time.sleep(interval)
+            with self._outbox_lock:
+                held = dict(self._outbox)
+            if not held:
+                return
+            now = time.time()
+            due = [(job_id, prio) for job_id, (prio, at) in held.items() if at <= now]
+            later = [(job_id, prio, at - now) for job_id, (prio, at) in held.items() if at > now]
+            try:
+                self._send(due)
+                for job_id, prio, delay in later:
+                    self.task.schedule(args=(job_id,), delay=delay, priority=prio)
+            except QUEUE_DOWN_ERRORS:
+                continue
+            except Exception:  # keep the ids: the next round, or the orphan sweep, retries
+                logger.exception("sending held jobs to the queue failed")
+                continue
+            with self._outbox_lock:
+                for job_id in held:
+                    if self._outbox.get(job_id) == held[job_id]:
+                        del self._outbox[job_id]
+            logger.info("queue is back: sent %d held jobs", len(held))
+
+    def held_job_ids(self) -> set[int]:
+        """Ids waiting in this process's outbox for the queue to come back."""
+        with self._outbox_lock:
+            return set(self._outbox)
+
+    def _read(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except QUEUE_DOWN_ERRORS as exc:
+            raise QueueUnavailable(
+                f"the queue ({self.config.queue.backend}) is unavailable: {exc}"
+            ) from exc
 
     def depth(self) -> int:
         """Messages waiting on the queue."""
-        return self.huey.storage.queue_size()
+        return self._read(self.huey.storage.queue_size)
 
     def scheduled(self) -> int:
         """Messages waiting for their time (retries in back-off)."""
-        return self.huey.storage.schedule_size()
+        return self._read(self.huey.storage.schedule_size)
 
     def queued_job_ids(self) -> set[int]:
-        """Ids of every job with a message on the queue or the schedule."""
-        ids: set[int] = set()
+        """Ids of every job with a message on the queue, the schedule or the outbox."""
+        ids: set[int] = self.held_job_ids()
         storage = self.huey.storage
-        messages = list(storage.enqueued_items()) + list(storage.scheduled_items())
+        messages = self._read(
+            lambda: list(storage.enqueued_items()) + list(storage.scheduled_items())
+        )
         messages += getattr(storage, "prefetched_items", list)()
         for data in messages:
             try:
@@ -245,8 +373,8 @@ class JobQueue:
         return storage.write_error
 
     def ping(self) -> None:
-        """Raise if the queue storage cannot be reached."""
-        self.huey.storage.queue_size()
+        """Raise QueueUnavailable if the queue storage cannot be reached."""
+        self.depth()
 
     def close(self) -> None:
         """Close the storage connection."""

@@ -34,6 +34,8 @@ class Services:
 
 def build_services(config: Config) -> Services:
     """Open the metadata database (applying migrations) and the queue."""
-    db = open_database(config.database_url, config.database.max_connections)
+    db = open_database(
+        config.database_url, config.database.max_connections, config.database.reconnect_wait
+    )
     queue = JobQueue(config)
     return Services(config=config, db=db, queue=queue, manager=JobManager(db, queue, config))

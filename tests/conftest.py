@@ -102,3 +102,21 @@ def procs():
     yield start
     for p in started:
         p.stop()
+
+
+@pytest.fixture
+def own_pg():
+    """This test's own PostgreSQL on a free port (tests/services.py), free to break."""
+    from tests.services import own_postgres
+
+    with own_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis():
+    """This test's own redis-server on a free port (tests/services.py), free to kill."""
+    from tests.services import own_redis as start_redis
+
+    with start_redis() as server:
+        yield server

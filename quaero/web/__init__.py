@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from quaero.db import fail_fast
 from quaero.services import Services
 from quaero.web import api, auth, openapi, pages, security
 from quaero.web.errors import register_error_handlers
@@ -29,6 +30,8 @@ def create_app(services: Services) -> Flask:
     app.extensions["quaero"] = services
     app.url_map.merge_slashes = False  # "/api//jobs" is a 404, not a redirect
     register_error_handlers(app)
+    # a request answers 503 at once while the database is away; workers wait for it
+    app.before_request(fail_fast)
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

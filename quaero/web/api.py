@@ -11,7 +11,7 @@ from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from quaero import queries
+from quaero import idempotency, queries
 from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
 from quaero.metrics import render_metrics
@@ -144,17 +144,30 @@ def list_jobs():
 
 @bp.post("/api/jobs")
 def create_job():
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     body = validate_create(json_body(), demo_types=services().config.jobs.demo_types)
-    job = services().manager.create_root(
-        body.type,
-        body.payload,
-        name=job_name(body),
-        priority=body.priority,
-        max_attempts=body.max_attempts,
-        timeout=body.timeout,
-    )
+    name = job_name(body)
+    manager = services().manager
+
+    def create(in_transaction=None):
+        return manager.create_root(
+            body.type,
+            body.payload,
+            name=name,
+            priority=body.priority,
+            max_attempts=body.max_attempts,
+            timeout=body.timeout,
+            in_transaction=in_transaction,
+        )
+
+    created = True
+    if key is None:
+        job = create()
+    else:
+        digest = idempotency.fingerprint(body.model_dump(mode="json"))
+        job, created = idempotency.create_once(services().db, key, digest, create)
     response = jsonify(job_to_dict(job))
-    response.status_code = 201
+    response.status_code = 201 if created else 200
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return response
 

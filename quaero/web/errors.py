@@ -7,7 +7,8 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from quaero.errors import QuaeroError
+from quaero.db import UNAVAILABLE_ERRORS
+from quaero.errors import QuaeroError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,9 @@ HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",
+    503: "unavailable",
 }
+RETRY_AFTER_SECONDS = 2  # what a 503 tells clients to wait before trying again
 
 
 def error_response(
@@ -45,7 +48,25 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(QuaeroError)
     def quaero_error(exc: QuaeroError):
+        if isinstance(exc, Unavailable):
+            return unavailable(exc.message)
         return error_response(exc.status, exc.code, exc.message, exc.fields)
+
+    def unavailable(message: str):
+        logger.warning("503 on %s %s: %s", request.method, request.path, message)
+        if _wants_json():
+            response = error_response(503, "unavailable", message)
+        else:
+            response = Response(f"Service Unavailable: {message}\n", 503, mimetype="text/plain")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    for error in UNAVAILABLE_ERRORS:  # the metadata database is away (or locked)
+
+        @app.errorhandler(error)
+        def database_unavailable(exc: Exception):
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return unavailable(f"the metadata database is unavailable: {reason[:300]}")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

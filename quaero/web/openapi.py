@@ -40,11 +40,34 @@ ERRORS = {
     "409": _error("the job is in the wrong state for this"),
     "413": _error("the body is larger than [server] max_body_bytes"),
     "415": _error("the body is not JSON"),
+    "422": _error("the Idempotency-Key was used for a different request body"),
+    "503": {
+        **_error(
+            "the metadata database or the queue is unavailable (code `unavailable`, the "
+            "message says which); nothing was changed unless stated; retry after Retry-After"
+        ),
+        "headers": {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        },
+    },
 }
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    return {code: ERRORS[code] for code in ("401", "403", *codes)}
+    return {code: ERRORS[code] for code in ("401", "403", *codes, "503")}
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retried submission safe: a request with a key already used in the last "
+        "24 hours creates nothing and answers 200 with the job the first one created (the "
+        "same body is required, else 422). At most 200 printable ASCII characters, else 400."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[ -~]+$"},
+}
 
 
 def _int(minimum: int, maximum: int = MAX_ID, **extra: Any) -> dict[str, Any]:
@@ -273,10 +296,21 @@ def document(demo_types: bool = False) -> dict[str, Any]:
             },
             "post": {
                 "summary": "Submit a job",
+                "description": (
+                    "The job is stored, then enqueued. While the queue is unavailable the "
+                    "job is still stored and answered 201: it is enqueued when the queue "
+                    "is back. A 503 means the database is unavailable and the job was not "
+                    "stored (unless the connection broke during COMMIT: retry with the same "
+                    "Idempotency-Key to be sure)."
+                ),
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": create_body,
                 "responses": {
                     "201": _json(_ref("Job"), "the new job (Location: its URL)"),
-                    **_errors("400", "413", "415"),
+                    "200": _json(
+                        _ref("Job"), "the job an earlier request with this Idempotency-Key created"
+                    ),
+                    **_errors("400", "409", "413", "415", "422"),
                 },
             },
         },
