@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-import pytest
 import requests
 
+from tests.helpers import wait_for as wait_until
 from tests.procs import RunPy, free_port, write_config
 from tests.services import OwnPostgres, OwnRedis
 
@@ -80,17 +80,6 @@ def get_json(base: str, path: str) -> dict:
     except requests.RequestException:
         return {}
     return response.json() if response.status_code == 200 else {}
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {predicate}")
-        time.sleep(interval)
 
 
 def wait_final(base: str, job_id: int, timeout: float) -> dict:
