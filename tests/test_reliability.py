@@ -20,7 +20,7 @@ class FlakyExecutor(Executor):
     """Fails while FLAKY["fail"] is set: a failure the test can heal."""
 
     type = "test_flaky"
-    public = False
+    demo = True  # a fan-out may create it (submittable types only); hidden by default
 
     def run(self, ctx):
         if FLAKY["fail"]:
