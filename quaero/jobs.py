@@ -26,7 +26,7 @@ from quaero.config import Config
 from quaero.db import dialect
 from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.executors.base import ChildSpec
-from quaero.models import LOG_LEVELS, UNFINISHED, Job, JobLog, Worker
+from quaero.models import FINAL_STATUSES, LOG_LEVELS, UNFINISHED, Job, JobLog, JobStatus, Worker
 from quaero.queue import JobQueue
 
 logger = logging.getLogger(__name__)
@@ -649,26 +649,38 @@ class JobManager:
     def retry_tree(self, job_id: int) -> Job:
         """Run again the failed and cancelled jobs of a tree (never the completed ones).
 
-        Each such job goes back to `pending` with its attempts reset; finished ancestors
-        of a retried job go back to `running` until it finishes again.
+        Each such job goes back to `pending` with its attempts reset. Finished ancestors
+        of a retried job wait for it again: those whose own work was done go back to
+        `running`; those whose own work never finished (cancelled or failed while it
+        ran) run again too, and find the children they had already spawned (spawning is
+        idempotent), so nothing is duplicated.
         """
         now = time.time()
+        finished = list(FINAL_STATUSES)
 
         def update() -> list[tuple[int, int]]:
             job = self.get_or_404(job_id)
             # the whole tree's counters are recounted: lock from the root
             self._lock([job.root_id, *job.ancestor_ids, job.id])
-            again = Job.status.in_(["failed", "cancelled"])
-            subtree = self._subtree(job)
+            again = Job.status.in_([JobStatus.FAILED, JobStatus.CANCELLED])
             retried = list(
-                Job.select(Job.id, Job.priority, Job.path).where(subtree, again).tuples()
+                Job.select(Job.id, Job.priority, Job.path).where(self._subtree(job), again).tuples()
             )
             if not retried:
                 raise Conflict(f"job {job_id} has no failed or cancelled jobs to retry")
+            waiting = {int(p) for _, _, path in retried for p in path.strip("/").split("/") if p}
+            waiting -= {row[0] for row in retried}
+            unfinished_own_work = list(
+                Job.select(Job.id, Job.priority, Job.path)
+                .where(Job.id.in_(list(waiting)), Job.outcome.is_null(), Job.status.in_(finished))
+                .tuples()
+            )
+            retried += unfinished_own_work
+            waiting -= {row[0] for row in unfinished_own_work}
             ids = [row[0] for row in retried]
             for start in range(0, len(ids), INSERT_CHUNK):
                 Job.update(
-                    status="pending",
+                    status=JobStatus.PENDING,
                     outcome=None,
                     attempts=0,
                     error=None,
@@ -680,22 +692,9 @@ class JobManager:
                     progress=0.0,
                     updated_at=now,
                 ).where(Job.id.in_(ids[start : start + INSERT_CHUNK])).execute()
-            # Ancestors of retried jobs wait for them again (own work stays done).
-            reopen = {int(p) for _, _, path in retried for p in path.strip("/").split("/") if p}
-            reopen -= set(ids)
-            unfinished_own_work = (
-                Job.select(Job.id).where(Job.id.in_(list(reopen)), Job.outcome.is_null()).first()
-                if reopen
-                else None
-            )
-            if unfinished_own_work is not None:
-                raise Conflict(
-                    f"job {unfinished_own_work.id}, an ancestor, never finished its own work; "
-                    f"retry job {unfinished_own_work.id} instead"
-                )
-            if reopen:
-                Job.update(status="running", finished_at=None, updated_at=now).where(
-                    Job.id.in_(list(reopen)), Job.status.in_(["completed", "failed", "cancelled"])
+            if waiting:  # own work done: they wait for the retried descendants again
+                Job.update(status=JobStatus.RUNNING, finished_at=None, updated_at=now).where(
+                    Job.id.in_(list(waiting)), Job.status.in_(finished)
                 ).execute()
             root = Job.get_by_id(job.root_id)
             self._recount_descendants(root)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from quaero import queries
-from quaero.executors.base import Executor, PermanentError, register
+from quaero.executors.base import ChildSpec, Executor, PermanentError, register
 from quaero.models import Job, JobLog
 from tests.helpers import make_config, wait_for
 
@@ -195,3 +195,51 @@ def test_retrying_a_cancelled_nested_fanout_keeps_exact_child_counts(manager, wo
     assert done.status == "completed"
     assert Job.select().where(in_tree).count() == 16
     assert done.counts["total"] == done.counts["completed"] == 15
+
+
+@register
+class SpawnThenFlakyExecutor(Executor):
+    """Spawns three children, then fails while FLAKY["fail"] is set."""
+
+    type = "test_spawn_then_flaky"
+    demo = True
+
+    def run(self, ctx):
+        ctx.spawn([ChildSpec("noop", name=f"child {i}") for i in range(3)])
+        if FLAKY["fail"]:
+            raise PermanentError("own work failed after spawning")
+        return {"ok": True}
+
+
+def test_retrying_below_an_ancestor_that_never_finished_reruns_it_without_duplicates(
+    manager, worker
+):
+    """A fan-out cancelled mid-spawn; retrying one of its cancelled children re-runs
+    the fan-out's own work too (no 409), which creates only the missing children."""
+    root = manager.create_root("fanout", {"children": 600, "batch": 3})
+    wait_for(lambda: Job.select().where(Job.parent_id == root.id).count() >= 30, timeout=20)
+    manager.cancel_tree(root.id)
+    assert Job.get_by_id(root.id).outcome is None  # its own work never finished
+    cancelled = list(Job.select().where(Job.parent_id == root.id, Job.status == "cancelled"))
+    assert cancelled
+    manager.retry_tree(cancelled[0].id)
+    done = wait_for(lambda: finished(root.id), timeout=60)
+    assert done.status == "completed" and done.attempts == 1
+    assert Job.select().where(Job.parent_id == root.id).count() == 600
+    # the retried child ran; its cancelled siblings stay cancelled (not asked for)
+    assert done.counts["total"] == 600 and done.counts["cancelled"] == len(cancelled) - 1
+    assert Job.get_by_id(cancelled[0].id).status == "completed"
+
+
+def test_retrying_a_job_whose_children_all_completed_reruns_only_its_own_work(manager, worker):
+    FLAKY["fail"] = True
+    job = manager.create_root("test_spawn_then_flaky", {})
+    failed = wait_for(lambda: finished(job.id), timeout=20)
+    assert failed.status == "failed" and failed.n_completed == 3
+    before = {j.id: (j.started_at, j.attempts) for j in Job.select().where(Job.parent_id == job.id)}
+    FLAKY["fail"] = False
+    manager.retry_tree(job.id)
+    done = wait_for(lambda: finished(job.id), timeout=20)
+    assert done.status == "completed" and done.counts["total"] == 3
+    after = {j.id: (j.started_at, j.attempts) for j in Job.select().where(Job.parent_id == job.id)}
+    assert after == before  # the children did not run again
