@@ -177,15 +177,26 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def progress_line(job: dict) -> str:
-    """One line: a bar, the share done, counts and status."""
+    """One line: a bar, the share done, counts and status. A job without descendants
+    shows its own progress only (a failed leaf is not "100% 0/0")."""
     width = 30
     filled = int(round(job["progress"] * width))
     c = job["counts"]
     done = c["completed"] + c["failed"] + c["cancelled"]
+    counts = f"{done}/{c['total']} ({c['failed']} failed)" if c["total"] else "no descendants"
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {job['progress'] * 100:5.1f}% "
-        f"{done}/{c['total']} ({c['failed']} failed) {job['status']}"
+        f"{counts} {job['status']}"
     )
+
+
+def status_text(job: dict) -> str:
+    """A job's status as the page's badge reads: "completed with 3 failed" when a
+    finished tree hides failures below a completed root."""
+    failed = job["counts"]["failed"]
+    if job["status"] == "completed" and failed:
+        return f"completed with {failed} failed"
+    return job["status"]
 
 
 def cmd_submit(config: Config, args: argparse.Namespace) -> int:
@@ -251,25 +262,44 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     try:
         stats = queries.stats(services.queue)
         jobs, total = queries.list_jobs(
-            queries.JobFilter(status=args.status, type=args.type, q=args.q, limit=args.limit)
+            queries.JobFilter(
+                status=args.status,
+                type=args.type,
+                q=args.q,
+                has_failures=True if args.has_failures else None,
+                limit=args.limit,
+            )
         )
         rows = [job_summary_to_dict(job) for job in jobs]
     finally:
         services.close()
-    counts = "  ".join(f"{status} {n}" for status, n in stats["counts"].items())
-    print(f"{counts}  |  queue {stats['queue_depth']}  workers {stats['workers_alive']}")
+    # Roots by status, as the page's chips: each count is what `--status` would list.
+    counts = "  ".join(f"{status} {n}" for status, n in stats["root_counts"].items())
     print(
-        f"{'ID':>6}  {'STATUS':<10} {'TYPE':<8} {'PROGRESS':<48} {'CREATED':<19} "
-        f"{'DURATION':>9}  NAME"
+        f"{counts}  with failures {stats['roots_with_failures']}  |  "
+        f"queue {stats['queue_depth']}  workers {stats['workers_alive']}"
     )
-    for data in rows:
-        bar = progress_line(data).rsplit(" ", 1)[0]
-        created = (data["created_at"] or "")[:19].replace("T", " ")
-        duration = f"{data['duration']:.1f}s" if data["duration"] is not None else "-"
-        print(
-            f"{data['id']:>6}  {data['status']:<10} {data['type']:<8} {bar:<48} {created:<19} "
-            f"{duration:>9}  {data['name'][:60]}"
+    table = [
+        (
+            str(data["id"]),
+            status_text(data),
+            data["type"],
+            progress_line(data).rsplit(" ", 1)[0],
+            (data["created_at"] or "")[:19].replace("T", " "),
+            f"{data['duration']:.1f}s" if data["duration"] is not None else "-",
+            data["name"][:60],
         )
+        for data in rows
+    ]
+    header = ("ID", "STATUS", "TYPE", "PROGRESS", "CREATED", "DURATION", "NAME")
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    right = {0, 5}  # numbers are right-aligned
+    for row in [header, *table]:
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
     print(f"{len(rows)} of {total} root jobs, newest first")
     return 0
 
@@ -300,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--status")
             p.add_argument("--type")
             p.add_argument("--q", help="search in names")
+            p.add_argument(
+                "--has-failures", action="store_true", help="only roots with failed descendants"
+            )
             p.add_argument("--limit", type=int, default=20)
     return parser
 
