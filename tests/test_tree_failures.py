@@ -14,9 +14,9 @@ def fail_for_good(manager, job_id, progress=None):
     manager.fail(job, W, "boom", None, permanent=True)
 
 
-def tree_with_failed_children(manager, failed=3, ok=1):
+def tree_with_failed_children(manager, failed=3, ok=1, payload=None):
     """A completed root whose children partly failed; returns (root_id, child ids)."""
-    root = manager.create_root("fanout", {"children": 0}, name="tree")
+    root = manager.create_root("fanout", payload or {"children": 0}, name="tree")
     claimed = manager.claim(root.id, W)
     children = manager.spawn_children(
         claimed, [ChildSpec("noop", {}, name=f"c{i}") for i in range(failed + ok)]
