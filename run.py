@@ -7,17 +7,20 @@ python run.py worker                            a worker process alone (scale-ou
 python run.py migrate                           apply pending migrations
 python run.py submit crawler --payload '{"url": "https://example.org/"}' --follow
 python run.py jobs [--status running]           the roots table in the terminal
+python run.py demo --config examples/demo.toml  serve and crawl the bundled demo site
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import logging
 import sys
 import threading
 import time
+from pathlib import Path
 
 from quaero import config as config_mod
 from quaero.config import Config, ConfigError
@@ -102,20 +105,36 @@ def check_bind(config: Config) -> None:
 
 
 def make_server(config: Config, app):
-    """The hardened waitress server (quaero.web.server) bound to the configured address."""
+    """The hardened waitress server (quaero.web.server) bound to the configured address;
+    an address in use is a ConfigError that says how to choose another port."""
     from quaero.web.server import create_server
 
-    return create_server(app, config.server)
+    try:
+        return create_server(app, config.server)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"{config.server.host}:{config.server.port} is already in use (another quaero?): "
+            "stop that process or choose another port with [server] port or "
+            f"QUAERO_SERVER_PORT={config.server.port + 1}"
+        ) from None
 
 
-def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+def cmd_serve(config: Config, args: argparse.Namespace, before_run=None) -> int:
     from quaero.services import build_services
     from quaero.web import create_app
     from quaero.worker import WorkerService
 
     check_bind(config)
     services = build_services(config)
-    server = make_server(config, create_app(services))
+    try:
+        server = make_server(config, create_app(services))
+    except ConfigError:
+        services.close()
+        raise
+    if before_run is not None:
+        before_run(services, server)
     worker = WorkerService(services)
     web = threading.Thread(target=server.run, name="quaero-web", daemon=True)
     web.start()
@@ -139,7 +158,11 @@ def cmd_web(config: Config, args: argparse.Namespace) -> int:
 
     check_bind(config)
     services = build_services(config)
-    server = make_server(config, create_app(services))
+    try:
+        server = make_server(config, create_app(services))
+    except ConfigError:
+        services.close()
+        raise
     print(
         f"quaero web on http://{config.server.host}:{server.effective_port}/jobs",
         file=sys.stderr,
@@ -199,6 +222,9 @@ def status_text(job: dict) -> str:
     return job["status"]
 
 
+NO_WORKER_GRACE = 3.0  # seconds `submit --follow` waits for a worker before it says so
+
+
 def cmd_submit(config: Config, args: argparse.Namespace) -> int:
     from quaero import queries
     from quaero.errors import ValidationFailed
@@ -235,7 +261,20 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
         return 0
     interactive = sys.stdout.isatty()
     last = ""
+    warned_at = time.monotonic() + NO_WORKER_GRACE  # a worker may be starting up
     while True:
+        if time.monotonic() >= warned_at:
+            warned_at = float("inf") if queries.live_workers() else time.monotonic() + 60
+            if warned_at != float("inf"):
+                print(
+                    ("\n" if interactive else "")
+                    + "no worker is alive: nothing runs this job until one starts "
+                    "(`python run.py serve`, `python run.py worker` or `make run`, "
+                    "with the same config)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                last = ""
         data = job_to_dict(queries.get_job(job.id))
         line = progress_line(data)
         if line != last:
@@ -304,6 +343,64 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_SITE = Path(__file__).resolve().parent / "examples" / "demo_site"
+
+
+def demo_site_port(config: Config) -> int:
+    """The port of the demo site: the first `127.0.0.1:PORT` of crawler.allow_hosts, so
+    the config that allows the site is also the one that places it."""
+    for entry in config.crawler.allow_hosts:
+        host, _, port = entry.rpartition(":")
+        if host == "127.0.0.1" and port.isdigit():
+            return int(port)
+    raise ConfigError(
+        "the demo crawls a site on 127.0.0.1: allow it with [crawler] allow_hosts = "
+        '["127.0.0.1:8086"] (examples/demo.toml does) or QUAERO_CRAWLER_ALLOW_HOSTS='
+        "'[\"127.0.0.1:8086\"]'"
+    )
+
+
+def serve_demo_site(port: int):
+    """examples/demo_site/ over HTTP on 127.0.0.1:`port`, in a daemon thread."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 (the stdlib's name)
+            logger.debug("demo site: " + format, *args)
+
+    handler = functools.partial(QuietHandler, directory=str(DEMO_SITE))
+    try:
+        site = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"127.0.0.1:{port} (the demo site) is already in use: choose another port with "
+            f"QUAERO_CRAWLER_ALLOW_HOSTS='[\"127.0.0.1:{port + 10}\"]'"
+        ) from None
+    threading.Thread(target=site.serve_forever, name="demo-site", daemon=True).start()
+    return site
+
+
+def cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    """Serve the bundled demo site, then serve quaero with a crawl of that site started."""
+    site_url = f"http://127.0.0.1:{demo_site_port(config)}/"
+    site = serve_demo_site(demo_site_port(config))
+
+    def start_crawl(services, server) -> None:
+        job = services.manager.create_root(
+            "crawler", {"url": site_url, "depth": 2, "max_pages": 50}, name=site_url
+        )
+        page = f"http://{config.server.host}:{server.effective_port}/jobs?job={job.id}"
+        print(f"demo: crawling {site_url} as job {job.id}: watch it at {page}", file=sys.stderr)
+
+    try:
+        return cmd_serve(config, args, before_run=start_crawl)
+    finally:
+        site.shutdown()
+
+
 COMMANDS = {
     "serve": (cmd_serve, "web server and workers in one process (what `make run` starts)"),
     "web": (cmd_web, "the web server alone"),
@@ -311,6 +408,7 @@ COMMANDS = {
     "migrate": (cmd_migrate, "apply pending database migrations"),
     "submit": (cmd_submit, "create a job from the shell; --follow shows its progress"),
     "jobs": (cmd_jobs, "list root jobs in the terminal"),
+    "demo": (cmd_demo, "serve the bundled demo site and crawl it (make demo)"),
 }
 
 

@@ -42,10 +42,10 @@ def parse_id(text: str | None) -> int | None:
 
 
 class JobIdConverter(BaseConverter):
-    """A job id in a URL: ASCII digits only (anything else matches no route: 404), and
-    an id too long or too large for the database is a 404 too, whatever the method."""
+    """A job id in a URL: ASCII digits within 64 bits. Anything else (`abc`, `٣`, 4,301
+    digits) is the same JSON 404 as a missing id, whatever the method."""
 
-    regex = r"[0-9]+"
+    regex = r"[^/]+"
 
     def to_python(self, value: str) -> int:
         number = parse_id(value)
