@@ -2,51 +2,74 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip install --quiet --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# What running needs (requirements.txt) and what testing adds (requirements-dev.txt),
+# each with its own stamp: `make run` never installs pytest, Playwright or schemathesis.
+RUN_DEPS := $(VENV)/.deps-run
+DEV_DEPS := $(VENV)/.deps-dev
 
-.PHONY: run test lint format migrate system-deps clean bench bench-smoke
+.PHONY: run demo test lint format migrate system-deps axe clean bench bench-smoke screenshots
 
-$(VENV)/.deps: requirements.txt requirements-dev.txt
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "quaero needs Python 3.11+")'
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+$(RUN_DEPS): requirements.txt | $(VENV)/bin/python
+	$(PIP) -r requirements.txt
 	touch $@
 
-run: $(VENV)/.deps
+$(DEV_DEPS): requirements-dev.txt $(RUN_DEPS)
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+run: $(RUN_DEPS)
 	$(PY) run.py migrate
 	$(PY) run.py serve
 
-migrate: $(VENV)/.deps
+# The offline demo (README "Try it offline"): a bundled site on 127.0.0.1, allowed
+# explicitly in examples/demo.toml, crawled by a local serve.
+demo: $(RUN_DEPS)
+	$(PY) run.py demo --config examples/demo.toml
+
+migrate: $(RUN_DEPS)
 	$(PY) run.py migrate
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads one),
-# Debian's wget, the crawl benchmark's yardstick, and the PostgreSQL and Redis binaries
-# the fault tests start instances of their own from (tests/services.py).
+# Debian's wget, the crawl benchmark's yardstick, npm (fetches axe-core, below), and the
+# PostgreSQL and Redis binaries the fault tests start instances of their own from
+# (tests/services.py).
 system-deps:
-	@command -v chromium >/dev/null 2>&1 && command -v wget >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium wget; }
+	@command -v chromium >/dev/null 2>&1 && command -v wget >/dev/null 2>&1 && \
+	  command -v npm >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium wget npm; }
 	@command -v redis-server >/dev/null 2>&1 && \
 	  { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql redis-server; }
 
-lint: $(VENV)/.deps
+# axe-core for the accessibility test: a pinned release fetched with `npm pack` into
+# .cache/ and checked against its sha512 (tests/browser/axe.py).
+axe: $(DEV_DEPS) system-deps
+	$(PY) -m tests.browser.axe
+
+lint: $(DEV_DEPS)
 	$(VENV)/bin/ruff check quaero tests bench run.py
 	$(VENV)/bin/ruff format --check quaero tests bench run.py
 
-format: $(VENV)/.deps
+format: $(DEV_DEPS)
 	$(VENV)/bin/ruff format quaero tests bench run.py
 	$(VENV)/bin/ruff check --fix quaero tests bench run.py
 
-test: $(VENV)/.deps system-deps lint
+test: $(DEV_DEPS) system-deps axe lint
 	$(PY) -m pytest
 
 # Benchmarks P1-P8 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".
-bench: $(VENV)/.deps system-deps
+bench: $(DEV_DEPS) system-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-bench-smoke: $(VENV)/.deps system-deps
+bench-smoke: $(DEV_DEPS) system-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) -m bench.run --smoke $(BENCH_ARGS)
 
@@ -54,6 +77,5 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # The README's screenshots of the jobs page (docs/*.png): a local serve and crawl, Chromium.
-.PHONY: screenshots
-screenshots: $(VENV)/.deps browser
+screenshots: $(DEV_DEPS) system-deps
 	$(PY) -m tests.screenshots

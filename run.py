@@ -7,17 +7,20 @@ python run.py worker                            a worker process alone (scale-ou
 python run.py migrate                           apply pending migrations
 python run.py submit crawler --payload '{"url": "https://example.org/"}' --follow
 python run.py jobs [--status running]           the roots table in the terminal
+python run.py demo --config examples/demo.toml  serve and crawl the bundled demo site
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import logging
 import sys
 import threading
 import time
+from pathlib import Path
 
 from quaero import config as config_mod
 from quaero.config import Config, ConfigError
@@ -102,20 +105,36 @@ def check_bind(config: Config) -> None:
 
 
 def make_server(config: Config, app):
-    """The hardened waitress server (quaero.web.server) bound to the configured address."""
+    """The hardened waitress server (quaero.web.server) bound to the configured address;
+    an address in use is a ConfigError that says how to choose another port."""
     from quaero.web.server import create_server
 
-    return create_server(app, config.server)
+    try:
+        return create_server(app, config.server)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"{config.server.host}:{config.server.port} is already in use (another quaero?): "
+            "stop that process or choose another port with [server] port or "
+            f"QUAERO_SERVER_PORT={config.server.port + 1}"
+        ) from None
 
 
-def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+def cmd_serve(config: Config, args: argparse.Namespace, before_run=None) -> int:
     from quaero.services import build_services
     from quaero.web import create_app
     from quaero.worker import WorkerService
 
     check_bind(config)
     services = build_services(config)
-    server = make_server(config, create_app(services))
+    try:
+        server = make_server(config, create_app(services))
+    except ConfigError:
+        services.close()
+        raise
+    if before_run is not None:
+        before_run(services, server)
     worker = WorkerService(services)
     web = threading.Thread(target=server.run, name="quaero-web", daemon=True)
     web.start()
@@ -139,7 +158,11 @@ def cmd_web(config: Config, args: argparse.Namespace) -> int:
 
     check_bind(config)
     services = build_services(config)
-    server = make_server(config, create_app(services))
+    try:
+        server = make_server(config, create_app(services))
+    except ConfigError:
+        services.close()
+        raise
     print(
         f"quaero web on http://{config.server.host}:{server.effective_port}/jobs",
         file=sys.stderr,
@@ -177,15 +200,29 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def progress_line(job: dict) -> str:
-    """One line: a bar, the share done, counts and status."""
+    """One line: a bar, the share done, counts and status. A job without descendants
+    shows its own progress only (a failed leaf is not "100% 0/0")."""
     width = 30
     filled = int(round(job["progress"] * width))
     c = job["counts"]
     done = c["completed"] + c["failed"] + c["cancelled"]
+    counts = f"{done}/{c['total']} ({c['failed']} failed)" if c["total"] else "no descendants"
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {job['progress'] * 100:5.1f}% "
-        f"{done}/{c['total']} ({c['failed']} failed) {job['status']}"
+        f"{counts} {job['status']}"
     )
+
+
+def status_text(job: dict) -> str:
+    """A job's status as the page's badge reads: "completed with 3 failed" when a
+    finished tree hides failures below a completed root."""
+    failed = job["counts"]["failed"]
+    if job["status"] == "completed" and failed:
+        return f"completed with {failed} failed"
+    return job["status"]
+
+
+NO_WORKER_GRACE = 3.0  # seconds `submit --follow` waits for a worker before it says so
 
 
 def cmd_submit(config: Config, args: argparse.Namespace) -> int:
@@ -224,7 +261,20 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
         return 0
     interactive = sys.stdout.isatty()
     last = ""
+    warned_at = time.monotonic() + NO_WORKER_GRACE  # a worker may be starting up
     while True:
+        if time.monotonic() >= warned_at:
+            warned_at = float("inf") if queries.live_workers() else time.monotonic() + 60
+            if warned_at != float("inf"):
+                print(
+                    ("\n" if interactive else "")
+                    + "no worker is alive: nothing runs this job until one starts "
+                    "(`python run.py serve`, `python run.py worker` or `make run`, "
+                    "with the same config)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                last = ""
         data = job_to_dict(queries.get_job(job.id))
         line = progress_line(data)
         if line != last:
@@ -251,27 +301,104 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     try:
         stats = queries.stats(services.queue)
         jobs, total = queries.list_jobs(
-            queries.JobFilter(status=args.status, type=args.type, q=args.q, limit=args.limit)
+            queries.JobFilter(
+                status=args.status,
+                type=args.type,
+                q=args.q,
+                has_failures=True if args.has_failures else None,
+                limit=args.limit,
+            )
         )
         rows = [job_summary_to_dict(job) for job in jobs]
     finally:
         services.close()
-    counts = "  ".join(f"{status} {n}" for status, n in stats["counts"].items())
-    print(f"{counts}  |  queue {stats['queue_depth']}  workers {stats['workers_alive']}")
+    # Roots by status, as the page's chips: each count is what `--status` would list.
+    counts = "  ".join(f"{status} {n}" for status, n in stats["root_counts"].items())
     print(
-        f"{'ID':>6}  {'STATUS':<10} {'TYPE':<8} {'PROGRESS':<48} {'CREATED':<19} "
-        f"{'DURATION':>9}  NAME"
+        f"{counts}  with failures {stats['roots_with_failures']}  |  "
+        f"queue {stats['queue_depth']}  workers {stats['workers_alive']}"
     )
-    for data in rows:
-        bar = progress_line(data).rsplit(" ", 1)[0]
-        created = (data["created_at"] or "")[:19].replace("T", " ")
-        duration = f"{data['duration']:.1f}s" if data["duration"] is not None else "-"
-        print(
-            f"{data['id']:>6}  {data['status']:<10} {data['type']:<8} {bar:<48} {created:<19} "
-            f"{duration:>9}  {data['name'][:60]}"
+    table = [
+        (
+            str(data["id"]),
+            status_text(data),
+            data["type"],
+            progress_line(data).rsplit(" ", 1)[0],
+            (data["created_at"] or "")[:19].replace("T", " "),
+            f"{data['duration']:.1f}s" if data["duration"] is not None else "-",
+            data["name"][:60],
         )
+        for data in rows
+    ]
+    header = ("ID", "STATUS", "TYPE", "PROGRESS", "CREATED", "DURATION", "NAME")
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    right = {0, 5}  # numbers are right-aligned
+    for row in [header, *table]:
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
     print(f"{len(rows)} of {total} root jobs, newest first")
     return 0
+
+
+DEMO_SITE = Path(__file__).resolve().parent / "examples" / "demo_site"
+
+
+def demo_site_port(config: Config) -> int:
+    """The port of the demo site: the first `127.0.0.1:PORT` of crawler.allow_hosts, so
+    the config that allows the site is also the one that places it."""
+    for entry in config.crawler.allow_hosts:
+        host, _, port = entry.rpartition(":")
+        if host == "127.0.0.1" and port.isdigit():
+            return int(port)
+    raise ConfigError(
+        "the demo crawls a site on 127.0.0.1: allow it with [crawler] allow_hosts = "
+        '["127.0.0.1:8086"] (examples/demo.toml does) or QUAERO_CRAWLER_ALLOW_HOSTS='
+        "'[\"127.0.0.1:8086\"]'"
+    )
+
+
+def serve_demo_site(port: int):
+    """examples/demo_site/ over HTTP on 127.0.0.1:`port`, in a daemon thread."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 (the stdlib's name)
+            logger.debug("demo site: " + format, *args)
+
+    handler = functools.partial(QuietHandler, directory=str(DEMO_SITE))
+    try:
+        site = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"127.0.0.1:{port} (the demo site) is already in use: choose another port with "
+            f"QUAERO_CRAWLER_ALLOW_HOSTS='[\"127.0.0.1:{port + 10}\"]'"
+        ) from None
+    threading.Thread(target=site.serve_forever, name="demo-site", daemon=True).start()
+    return site
+
+
+def cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    """Serve the bundled demo site, then serve quaero with a crawl of that site started."""
+    site_url = f"http://127.0.0.1:{demo_site_port(config)}/"
+    site = serve_demo_site(demo_site_port(config))
+
+    def start_crawl(services, server) -> None:
+        job = services.manager.create_root(
+            "crawler", {"url": site_url, "depth": 2, "max_pages": 50}, name=site_url
+        )
+        page = f"http://{config.server.host}:{server.effective_port}/jobs?job={job.id}"
+        print(f"demo: crawling {site_url} as job {job.id}: watch it at {page}", file=sys.stderr)
+
+    try:
+        return cmd_serve(config, args, before_run=start_crawl)
+    finally:
+        site.shutdown()
 
 
 COMMANDS = {
@@ -281,6 +408,7 @@ COMMANDS = {
     "migrate": (cmd_migrate, "apply pending database migrations"),
     "submit": (cmd_submit, "create a job from the shell; --follow shows its progress"),
     "jobs": (cmd_jobs, "list root jobs in the terminal"),
+    "demo": (cmd_demo, "serve the bundled demo site and crawl it (make demo)"),
 }
 
 
@@ -300,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--status")
             p.add_argument("--type")
             p.add_argument("--q", help="search in names")
+            p.add_argument(
+                "--has-failures", action="store_true", help="only roots with failed descendants"
+            )
             p.add_argument("--limit", type=int, default=20)
     return parser
 

@@ -8,6 +8,7 @@ message that names the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import tomllib
@@ -205,9 +206,9 @@ def _coerce(name: str, kind: type, value: object) -> object:
 
 def _parse_env(name: str, kind: type, text: str) -> object:
     """Turn an environment variable's text into the key's type."""
+    if typing.get_origin(kind) is list:
+        return _parse_env_list(name, text)
     try:
-        if typing.get_origin(kind) is list:
-            return [part.strip() for part in text.split(",") if part.strip()]
         if kind is bool:
             if text.lower() in ("1", "true", "yes", "on"):
                 return True
@@ -217,6 +218,25 @@ def _parse_env(name: str, kind: type, text: str) -> object:
         return kind(text)
     except ValueError:
         raise ConfigError(f"{name}: expected {kind.__name__}, got {text!r}") from None
+
+
+def _parse_env_list(name: str, text: str) -> list[str]:
+    """A list key from the environment: a JSON array of strings (`["a", "b:8080"]`), or
+    comma-separated words (`a, b:8080`)."""
+    if not text.strip().startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        value = exc
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        variable = "QUAERO_" + name.replace(".", "_").upper()
+        raise ConfigError(
+            f"{name}: {variable} must be a JSON array of strings "
+            f'(e.g. \'["intranet.local", "wiki.local:8080"]\') or comma-separated, '
+            f"got {text!r}"
+        )
+    return value
 
 
 def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, object]]:

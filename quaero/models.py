@@ -137,11 +137,12 @@ class Job(BaseModel):
 
     @property
     def total_progress(self) -> float:
-        """Share of finished descendants; the own progress for a job without any."""
+        """Share of finished descendants; for a job without any, its own progress (1 once
+        it completed: a failed or cancelled leaf shows how far it got, not a full bar)."""
         finished = self.n_completed + self.n_failed + self.n_cancelled
         if finished + self.n_open:
             return finished / (finished + self.n_open)
-        if self.status in ("completed", "failed", "cancelled"):
+        if self.status == "completed":
             return 1.0
         return max(0.0, min(1.0, self.progress))
 

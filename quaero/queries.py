@@ -22,9 +22,12 @@ LISTED_FIELDS = [
 
 @dataclass(frozen=True)
 class JobFilter:
-    """Filters and paging of a job listing (roots when `parent_id` is None)."""
+    """Filters and paging of a job listing: roots, unless `parent_id` (a job's children)
+    or `root_id` (every job of one tree, its root included) is given."""
 
     parent_id: int | None = None
+    root_id: int | None = None
+    has_failures: bool | None = None  # roots (or jobs) with failed descendants, or without
     status: str | None = None
     type: str | None = None
     q: str | None = None
@@ -32,8 +35,27 @@ class JobFilter:
     offset: int = 0
 
 
+# Literal SQL, not a bound parameter: SQLite uses a partial index only when the query's
+# WHERE clause spells out its condition (migrations/007_roots_with_failures.sql).
+HAS_FAILURES = peewee.SQL("n_failed > 0")
+NO_FAILURES = peewee.SQL("n_failed = 0")
+
+
+def lists_roots(f: JobFilter) -> bool:
+    """True when the listing is of root jobs (no tree or parent chosen)."""
+    return f.parent_id is None and f.root_id is None
+
+
 def _where(f: JobFilter) -> list[peewee.Expression]:
-    clauses = [Job.parent_id.is_null() if f.parent_id is None else Job.parent_id == f.parent_id]
+    clauses = []
+    if f.root_id is not None:
+        clauses.append(Job.root_id == f.root_id)
+    if f.parent_id is not None:
+        clauses.append(Job.parent_id == f.parent_id)
+    if lists_roots(f):
+        clauses.append(Job.parent_id.is_null())
+    if f.has_failures is not None:
+        clauses.append(HAS_FAILURES if f.has_failures else NO_FAILURES)
     if f.status:
         clauses.append(Job.status == f.status)
     if f.type:
@@ -62,13 +84,13 @@ def json_text(column: peewee.Field, key: str) -> peewee.Node:
 
 
 def list_jobs(f: JobFilter) -> tuple[list[Job], int]:
-    """One page of jobs (roots newest first, children oldest first) and the total.
+    """One page of jobs (roots newest first, a tree's jobs oldest first) and the total.
 
     The jobs carry no payload, result or traceback (a page of 500 crawl pages would be
     tens of MB): `summary_url` and `summary_title` instead, and the error cut short.
     """
     clauses = _where(f)
-    order = Job.id.desc() if f.parent_id is None else Job.id.asc()
+    order = Job.id.desc() if lists_roots(f) else Job.id.asc()
     columns = [
         *LISTED_FIELDS,
         peewee.fn.SUBSTR(Job.error, 1, ERROR_CHARS).alias("error"),
@@ -146,6 +168,24 @@ def status_counts() -> dict[str, int]:
     return counts
 
 
+def root_status_counts() -> dict[str, int]:
+    """Root jobs by status: what the status filters of a listing of roots find."""
+    counts = dict.fromkeys(STATUSES, 0)
+    rows = (
+        Job.select(Job.status, peewee.fn.COUNT(Job.id))
+        .where(Job.parent_id.is_null())
+        .group_by(Job.status)
+        .tuples()
+    )
+    counts.update(dict(rows))
+    return counts
+
+
+def roots_with_failures() -> int:
+    """How many roots have failed descendants (`has_failures=true` lists them)."""
+    return Job.select().where(Job.parent_id.is_null(), HAS_FAILURES).count()
+
+
 def counts_by_type() -> list[tuple[str, str, int]]:
     """(type, status, count) for every combination present."""
     return list(
@@ -183,12 +223,15 @@ def live_workers(now: float | None = None) -> list[dict]:
 
 
 def stats(queue: JobQueue) -> dict:
-    """Counts by status, queue depth, oldest pending age and live workers."""
+    """Counts by status (of every job, and of roots), roots with failed descendants,
+    queue depth, oldest pending age and live workers."""
     now = time.time()
     oldest = Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == "pending").scalar()
     workers = live_workers(now)
     return {
         "counts": status_counts(),
+        "root_counts": root_status_counts(),
+        "roots_with_failures": roots_with_failures(),
         "queue_depth": queue.depth(),
         "scheduled": queue.scheduled(),
         "oldest_pending_age": round(now - oldest, 3) if oldest else None,

@@ -73,12 +73,23 @@ def json_problems(body: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+# pydantic prefixes what our validators raise; the message is ours without it.
+PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _our_words(message: str) -> str:
+    for prefix in PYDANTIC_PREFIXES:
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
 def field_errors(exc: ValidationError, prefix: str = "") -> dict[str, str]:
     """pydantic errors as {"dotted.field": "message"}."""
     fields: dict[str, str] = {}
     for err in exc.errors():
         name = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
-        fields.setdefault(name or prefix or "body", err["msg"])
+        fields.setdefault(name or prefix or "body", _our_words(err["msg"]))
     return fields
 
 

@@ -170,11 +170,22 @@
     },
     doneText(job) {
       const c = job.counts || {};
+      // A job without descendants shows its own progress, not "0/0".
+      if (!c.total) return 'no descendants';
       const done = (c.completed || 0) + (c.failed || 0) + (c.cancelled || 0);
-      return `${done}/${c.total || 0} (${c.failed || 0} failed)`;
+      return `${done}/${c.total} (${c.failed || 0} failed)`;
+    },
+    /** "with 3 failed" after a completed root's badge: a tree's failures show at its top
+     * (the same text as the server-rendered row). */
+    withFailedText(job) {
+      const failed = format.count(job, 'failed');
+      return job.status === 'completed' && failed ? `with ${failed} failed` : '';
     },
     badgeClass(status) {
       return `badge-${status}`;
+    },
+    statusBadgeClass(job) {
+      return format.count(job, 'failed') ? `badge-${job.status} has-failures` : `badge-${job.status}`;
     },
     json(value) {
       return JSON.stringify(value === undefined ? null : value, null, 2);
@@ -187,6 +198,12 @@
     },
     canDelete(job) {
       return !format.readOnly() && FINISHED.includes(job.status);
+    },
+    canPause(job) {
+      return !format.readOnly() && ACTIVE.includes(job.status) && !job.paused;
+    },
+    canResume(job) {
+      return !format.readOnly() && Boolean(job.paused);
     },
     canRetry(job) {
       if (format.readOnly()) return false;
@@ -213,14 +230,27 @@
       button: 'Delete',
       done: 'Deleted job %s.',
     },
+    pause: {
+      question: 'Pause job %s? Its pending jobs wait until you resume it (running ones finish).',
+      button: 'Pause',
+      done: 'Paused job %s.',
+      safe: true,
+    },
+    resume: {
+      question: 'Resume job %s and release its pending jobs?',
+      button: 'Resume',
+      done: 'Resumed job %s.',
+      safe: true,
+    },
   };
 
-  /** Confirm, run cancel/retry/delete on a job, report it; true when it was done. */
+  /** Confirm, run cancel/retry/delete/pause/resume on a job, report it; true when done. */
   async function runAction(kind, job) {
     const action = ACTIONS[kind];
     const name = `#${job.id}`;
     const ok = await window.Alpine.store('confirm').ask(
-      action.question.replace('%s', `${name} (${format.label(job)})`), action.button, kind !== 'retry',
+      action.question.replace('%s', `${name} (${format.label(job)})`), action.button,
+      kind !== 'retry' && !action.safe,
     );
     if (!ok) return false;
     let answer;
@@ -254,6 +284,7 @@
     return {
       filters: {
         status: params.get('status') || '',
+        has_failures: params.get('has_failures') === 'true' ? 'true' : '',
         type: params.get('type') || '',
         q: params.get('q') || '',
         limit: int('limit', DEFAULT_LIMIT) || DEFAULT_LIMIT,
@@ -267,6 +298,7 @@
   function pageSearch(filters, job) {
     const search = query({
       status: filters.status,
+      has_failures: filters.has_failures,
       type: filters.type,
       q: filters.q,
       limit: filters.limit && filters.limit !== DEFAULT_LIMIT ? filters.limit : '',
@@ -352,7 +384,7 @@
       ...format,
       jobs: [],
       total: 0,
-      filters: { status: '', type: '', q: '', limit: DEFAULT_LIMIT, offset: 0 },
+      filters: { status: '', has_failures: '', type: '', q: '', limit: DEFAULT_LIMIT, offset: 0 },
       stats: { counts: {} },
       refreshError: '',
       requested: 0,   // sequence number of the last refresh sent ...
@@ -378,7 +410,9 @@
       async refresh() {
         const seq = ++this.requested;
         const f = this.filters;
-        const listPath = '/jobs?' + query({ status: f.status, type: f.type, q: f.q, limit: f.limit, offset: f.offset });
+        const listPath = '/jobs?' + query({
+          status: f.status, has_failures: f.has_failures, type: f.type, q: f.q, limit: f.limit, offset: f.offset,
+        });
         try {
           const [list, stats] = await Promise.all([poll304(listPath), poll304('/stats')]);
           if (seq < this.applied) return;
@@ -416,16 +450,24 @@
       },
       setStatus(status) {
         this.filters.status = status;
+        this.filters.has_failures = '';
+        this.applyFilters();
+      },
+      /** The "with failures" chip: roots whose trees hold failed jobs. */
+      showFailures() {
+        this.filters.status = '';
+        this.filters.has_failures = 'true';
         this.applyFilters();
       },
       clearFilters() {
         this.filters.status = '';
+        this.filters.has_failures = '';
         this.filters.type = '';
         this.filters.q = '';
         this.applyFilters();
       },
       hasFilters() {
-        return Boolean(this.filters.status || this.filters.type || this.filters.q);
+        return Boolean(this.filters.status || this.filters.has_failures || this.filters.type || this.filters.q);
       },
       goPage(step) {
         const f = this.filters;
@@ -447,8 +489,12 @@
       },
 
       // -- what the template reads
+      // The chips count roots (`root_counts`): each one is what its filter lists.
       countOf(status) {
-        return (this.stats.counts && this.stats.counts[status]) || 0;
+        return (this.stats.root_counts && this.stats.root_counts[status]) || 0;
+      },
+      rootsWithFailures() {
+        return this.stats.roots_with_failures || 0;
       },
       queueDepth() {
         return this.stats.queue_depth === undefined ? '—' : this.stats.queue_depth;
@@ -461,13 +507,22 @@
         return { warn: !this.stats.workers_alive };
       },
       statClass(status) {
-        return { active: this.filters.status === status };
+        return { active: this.filters.status === status && !this.filters.has_failures };
       },
       statCurrent(status) {
-        return this.filters.status === status ? 'true' : null;
+        return this.filters.status === status && !this.filters.has_failures ? 'true' : null;
       },
       statusHref(status) {
-        return pageSearch({ ...this.filters, status, offset: 0 }, null);
+        return pageSearch({ ...this.filters, status, has_failures: '', offset: 0 }, null);
+      },
+      failuresClass() {
+        return { active: Boolean(this.filters.has_failures) };
+      },
+      failuresCurrent() {
+        return this.filters.has_failures ? 'true' : null;
+      },
+      failuresHref() {
+        return pageSearch({ ...this.filters, status: '', has_failures: 'true', offset: 0 }, null);
       },
       jobHref(id) {
         return pageSearch(this.filters, id);

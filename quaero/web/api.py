@@ -42,10 +42,10 @@ def parse_id(text: str | None) -> int | None:
 
 
 class JobIdConverter(BaseConverter):
-    """A job id in a URL: ASCII digits only (anything else matches no route: 404), and
-    an id too long or too large for the database is a 404 too, whatever the method."""
+    """A job id in a URL: ASCII digits within 64 bits. Anything else (`abc`, `٣`, 4,301
+    digits) is the same JSON 404 as a missing id, whatever the method."""
 
-    regex = r"[0-9]+"
+    regex = r"[^/]+"
 
     def to_python(self, value: str) -> int:
         number = parse_id(value)
@@ -114,10 +114,42 @@ def text_arg(name: str, max_chars: int) -> str | None:
     return value or None
 
 
+def bool_arg(name: str) -> bool | None:
+    """A true/false query argument (also 1/0), or a 400 naming it."""
+    raw = (request.args.get(name) or "").lower()
+    if raw == "":
+        return None
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise ValidationFailed(f"{name} must be true or false", {name: "must be true or false"})
+
+
+# The query arguments each listing takes: anything else is a 400 naming it, so a typo
+# (or a filter this version lacks) never silently lists everything.
+LISTING_ARGS = ("status", "type", "q", "has_failures", "limit", "offset")
+JOBS_ARGS = ("parent_id", "root_id", *LISTING_ARGS)
+LOGS_ARGS = ("level", "after_id", "limit")
+
+
+def reject_unknown_args(allowed: tuple[str, ...]) -> None:
+    """A 400 naming the query arguments that are not in `allowed`."""
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        raise ValidationFailed(
+            f"unknown filter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(known: {', '.join(allowed)})",
+            dict.fromkeys(unknown, "unknown filter"),
+        )
+
+
 def job_filter(parent_id: int | None = None) -> queries.JobFilter:
     """The listing filters from the query string."""
     return queries.JobFilter(
         parent_id=parent_id if parent_id is not None else int_arg("parent_id", None, 1),
+        root_id=None if parent_id is not None else int_arg("root_id", None, 1),
+        has_failures=bool_arg("has_failures"),
         status=choice_arg("status", STATUSES),
         type=text_arg("type", 64),
         q=text_arg("q", 200),
@@ -139,6 +171,7 @@ def listing(f: queries.JobFilter) -> dict[str, Any]:
 
 @bp.get("/api/jobs")
 def list_jobs():
+    reject_unknown_args(JOBS_ARGS)
     return jsonify(listing(job_filter()))
 
 
@@ -187,12 +220,14 @@ def get_job(job_id: int):
 @bp.get(JOB + "/children")
 def children(job_id: int):
     _job_or_404(job_id)
+    reject_unknown_args(LISTING_ARGS)
     return jsonify(listing(job_filter(parent_id=job_id)))
 
 
 @bp.get(JOB + "/logs")
 def logs(job_id: int):
     _job_or_404(job_id)
+    reject_unknown_args(LOGS_ARGS)
     lines = queries.job_logs(
         job_id,
         level=choice_arg("level", LOG_LEVELS),

@@ -95,8 +95,15 @@ JOB_ID = {
 
 
 def _filters(with_parent: bool) -> list[dict[str, Any]]:
+    """The query arguments of a listing (any other is a 400 naming it)."""
     params = [
         _query("status", {"type": "string", "enum": list(STATUSES)}, "only jobs in this status"),
+        _query(
+            "has_failures",
+            {"type": "string", "enum": ["true", "false", "1", "0"]},
+            "true: only jobs with failed descendants (a completed root may have some); "
+            "false: only jobs without",
+        ),
         _query("type", {"type": "string", "maxLength": 64}, "only jobs of this type"),
         _query("q", {"type": "string", "maxLength": 200}, "search in names"),
         _query("limit", _int(1, MAX_LIMIT, default=50), "page size"),
@@ -104,6 +111,9 @@ def _filters(with_parent: bool) -> list[dict[str, Any]]:
     ]
     if with_parent:
         params.insert(0, _query("parent_id", _int(1), "direct children of this job"))
+        params.insert(
+            1, _query("root_id", _int(1), "every job of this tree, its root included, oldest first")
+        )
     return params
 
 
@@ -228,7 +238,20 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["counts", "queue_depth", "workers_alive"],
         "properties": {
-            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "counts": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "every job by status",
+            },
+            "root_counts": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "root jobs by status: what GET /api/jobs?status= lists",
+            },
+            "roots_with_failures": {
+                "type": "integer",
+                "description": "roots with failed descendants: what has_failures=true lists",
+            },
             "queue_depth": {"type": "integer"},
             "scheduled": {"type": "integer"},
             "oldest_pending_age": NULLABLE_NUMBER,
@@ -290,7 +313,7 @@ def document(demo_types: bool = False) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/jobs": {
             "get": {
-                "summary": "Root jobs (or children of parent_id), newest first",
+                "summary": "Root jobs newest first (or a tree's jobs: parent_id, root_id)",
                 "parameters": _filters(with_parent=True),
                 "responses": {"200": _json(_ref("JobList"), "a page of jobs"), **_errors("400")},
             },

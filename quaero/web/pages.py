@@ -40,12 +40,16 @@ def jobs_page():
             "status": f.status or "",
             "type": f.type or "",
             "q": f.q or "",
+            "has_failures": "true" if f.has_failures else "",
             "limit": f.limit,
             "offset": f.offset,
         },
         statuses=STATUSES,
         types=public_types(services().config.jobs.demo_types),
-        stats={k: stats[k] for k in ("counts", "queue_depth", "workers_alive")},
+        stats={
+            k: stats[k]
+            for k in ("root_counts", "roots_with_failures", "queue_depth", "workers_alive")
+        },
         open_job=parse_id(open_job),
         read_only=services().config.server.read_only,
     )

@@ -115,12 +115,18 @@ def test_read_only_server_shows_no_form_and_no_actions(browser, tmp_path):
                 row = page.locator(f'#jobs-table tr[data-job-id="{failed.id}"]')
                 expect(row.locator(".badge")).to_have_text("cancelled")
                 expect(page.locator("#new-job-form")).to_have_count(0)
-                expect(row.locator("button")).to_have_count(3)
+                expect(row.locator("button")).to_have_count(5)  # retry, pause, resume, ...
                 for button in row.locator("button").all():
                     expect(button).to_be_hidden()
                 row.locator("td.name a").click()
                 expect(page.locator("#modal-status")).to_have_text("cancelled")
-                for button in ("#btn-retry", "#btn-cancel", "#btn-delete"):
+                for button in (
+                    "#btn-retry",
+                    "#btn-pause",
+                    "#btn-resume",
+                    "#btn-cancel",
+                    "#btn-delete",
+                ):
                     expect(page.locator(button)).to_be_hidden()
                 assert_page_was_clean(page)
             finally:
