@@ -26,7 +26,7 @@ from quaero.config import Config
 from quaero.db import dialect
 from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.executors.base import ChildSpec
-from quaero.models import LOG_LEVELS, UNFINISHED, Job, JobLog, Worker
+from quaero.models import LOG_LEVELS, TREE_STATE_TABLES, UNFINISHED, Job, JobLog, Worker
 from quaero.queue import JobQueue
 
 logger = logging.getLogger(__name__)
@@ -642,9 +642,16 @@ class JobManager:
             self._shift(job.ancestor_ids, {s: -n for s, n in by_status.items()})
             ids = Job.select(Job.id).where(subtree)
             JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
+            if job.parent_id is None:
+                self._forget_tree_state(job.id)
             return Job.delete().where(subtree).execute()
 
         return self.transaction(delete)
+
+    def _forget_tree_state(self, root_id: int) -> None:
+        """Delete what executors keep per tree (the crawler's pages and hosts)."""
+        for table in TREE_STATE_TABLES:
+            self.db.execute_sql(f"DELETE FROM {table} WHERE root_id = {self.db.param}", (root_id,))
 
     def retry_tree(self, job_id: int) -> Job:
         """Run again the failed and cancelled jobs of a tree (never the completed ones).
@@ -782,6 +789,8 @@ class JobManager:
                 if ids:
                     JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
                     Job.delete().where(Job.id.in_(ids)).execute()
+                else:
+                    self._forget_tree_state(root_id)
                 return len(ids)
 
             while n := self.transaction(delete_some):
