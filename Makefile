@@ -36,13 +36,14 @@ migrate: $(RUN_DEPS)
 	$(PY) run.py migrate
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads one),
-# Debian's wget, the crawl benchmark's yardstick, npm (fetches axe-core, below), and the
-# PostgreSQL and Redis binaries the fault tests start instances of their own from
+# Debian's wget, the crawl benchmark's and depth tests' yardstick, npm (fetches axe-core,
+# below), Debian's prometheus for promtool (tests/test_metrics.py checks /metrics with it),
+# and the PostgreSQL and Redis binaries the fault tests start instances of their own from
 # (tests/services.py).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v wget >/dev/null 2>&1 && \
-	  command -v npm >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium wget npm; }
+	  command -v npm >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium wget npm prometheus; }
 	@command -v redis-server >/dev/null 2>&1 && \
 	  { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql redis-server; }

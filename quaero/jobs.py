@@ -22,11 +22,21 @@ from typing import Any, TypeVar
 
 import peewee
 
+from quaero import totals
 from quaero.config import Config
 from quaero.db import dialect
 from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.executors.base import ChildSpec
-from quaero.models import FINAL_STATUSES, LOG_LEVELS, UNFINISHED, Job, JobLog, JobStatus, Worker
+from quaero.models import (
+    FINAL_STATUSES,
+    LOG_LEVELS,
+    TREE_STATE_TABLES,
+    UNFINISHED,
+    Job,
+    JobLog,
+    JobStatus,
+    Worker,
+)
 from quaero.queue import JobQueue
 
 logger = logging.getLogger(__name__)
@@ -79,7 +89,7 @@ STILL_HELD_SQL = (
 SETTLE_SQL = (
     "UPDATE jobs SET status = outcome, finished_at = {p}, updated_at = {p}"
     " WHERE id = {p} AND status = 'running' AND outcome IS NOT NULL AND n_open = 0"
-    " RETURNING parent_id, path, outcome"
+    " RETURNING parent_id, path, outcome, type, started_at"
 )
 CHILD_INSERT_SQL = (
     "INSERT INTO jobs (parent_id, root_id, path, depth, type, name, status, paused, payload,"
@@ -227,7 +237,8 @@ class JobManager:
             row = self.db.execute_sql(self._settle_sql, (now, now, job_id)).fetchone()
             if row is None:
                 return
-            parent_id, path, outcome = row
+            parent_id, path, outcome, type_, started_at = row
+            totals.record_finished(self.db, [(type_, outcome, started_at, now)])
             ancestors = [int(part) for part in path.strip("/").split("/") if part]
             self._shift(ancestors, {"running": -1, outcome: 1})
             job_id = parent_id
@@ -537,6 +548,7 @@ class JobManager:
                 level = "error" if outcome == "failed" else "info"
                 self._log_rows([self._log_row(job.id, level, message, now)])
             if rows[0][0] == outcome:
+                totals.record_finished(self.db, [(job.type, outcome, job.started_at, now)])
                 changed = self._shift(job.ancestor_ids, {"running": -1, outcome: 1})
                 n_open, parent_outcome = changed.get(job.parent_id, (1, None))
                 if n_open == 0 and parent_outcome is not None:  # else nothing to settle
@@ -573,11 +585,21 @@ class JobManager:
                     f"job {job_id} is {job.status}; only pending or running jobs can be cancelled"
                 )
             subtree = self._subtree(job)
-            before = dict(
-                Job.select(Job.status, peewee.fn.COUNT(Job.id))
+            ending = list(
+                Job.select(Job.type, Job.status, Job.started_at)
                 .where(subtree, Job.status.in_(UNFINISHED))
-                .group_by(Job.status)
                 .tuples()
+            )
+            before: dict[str, int] = {}
+            for _, status, _ in ending:
+                before[status] = before.get(status, 0) + 1
+            # a running job is in the histogram with its run time so far; pending: never ran
+            totals.record_finished(
+                self.db,
+                [
+                    (t, "cancelled", started if s == "running" else None, now)
+                    for t, s, started in ending
+                ],
             )
             (
                 Job.update(
@@ -642,9 +664,16 @@ class JobManager:
             self._shift(job.ancestor_ids, {s: -n for s, n in by_status.items()})
             ids = Job.select(Job.id).where(subtree)
             JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
+            if job.parent_id is None:
+                self._forget_tree_state(job.id)
             return Job.delete().where(subtree).execute()
 
         return self.transaction(delete)
+
+    def _forget_tree_state(self, root_id: int) -> None:
+        """Delete what executors keep per tree (the crawler's pages and hosts)."""
+        for table in TREE_STATE_TABLES:
+            self.db.execute_sql(f"DELETE FROM {table} WHERE root_id = {self.db.param}", (root_id,))
 
     def retry_tree(self, job_id: int) -> Job:
         """Run again the failed and cancelled jobs of a tree (never the completed ones).
@@ -781,6 +810,8 @@ class JobManager:
                 if ids:
                     JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
                     Job.delete().where(Job.id.in_(ids)).execute()
+                else:
+                    self._forget_tree_state(root_id)
                 return len(ids)
 
             while n := self.transaction(delete_some):

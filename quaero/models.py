@@ -34,6 +34,8 @@ STATUSES = [s.value for s in JobStatus]
 FINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 UNFINISHED = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Tables of per-tree executor state (`root_id` column), deleted with their tree.
+TREE_STATE_TABLES = ("crawl_pages", "crawl_hosts")
 
 
 class BaseModel(peewee.Model):

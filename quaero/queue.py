@@ -52,7 +52,8 @@ class BulkSqliteStorage(SqliteStorage):
 
     def __init__(self, *args, prefetch: int = 1, **kwargs) -> None:
         self.prefetch = max(1, prefetch)
-        self._prefetched: deque[bytes] = deque()
+        #: (message, priority) pairs taken in a batch, not yet handed to a worker
+        self._prefetched: deque[tuple[bytes, int]] = deque()
         #: why the last write to the queue file failed (disk full…); None once one works
         self.write_error: str | None = None
         super().__init__(*args, **kwargs)
@@ -78,7 +79,7 @@ class BulkSqliteStorage(SqliteStorage):
 
     def dequeue(self) -> bytes | None:
         try:
-            return self._prefetched.popleft()
+            return self._prefetched.popleft()[0]
         except IndexError:
             pass
         with self._write():
@@ -93,27 +94,29 @@ class BulkSqliteStorage(SqliteStorage):
             return None
         with self.db(commit=True) as curs:
             curs.execute(
-                "select id, data from task where queue = ? order by priority desc, id limit ?",
+                "select id, data, priority from task where queue = ?"
+                " order by priority desc, id limit ?",
                 (self.name, self.prefetch),
             )
             rows = curs.fetchall()
             if not rows:
                 return None
             marks = ",".join("?" * len(rows))
-            ids = [task_id for task_id, _ in rows]
+            ids = [task_id for task_id, _, _ in rows]
             curs.execute(f"delete from task where id in ({marks})", ids)
-        self._prefetched.extend(data for _, data in rows[1:])
+        self._prefetched.extend((data, priority) for _, data, priority in rows[1:])
         return rows[0][1]
 
     def prefetched_items(self) -> list[bytes]:
         """Messages taken from the table but not yet handed to a worker."""
-        return list(self._prefetched)
+        return [data for data, _ in self._prefetched]
 
     def return_prefetched(self) -> int:
-        """Put messages not yet handed to a worker back on the queue (a clean stop)."""
+        """Put messages not yet handed to a worker back on the queue (a clean stop),
+        each with the priority it was taken with."""
         items = []
         while self._prefetched:
-            items.append((self._prefetched.popleft(), 0))
+            items.append(self._prefetched.popleft())
         if items:
             self.enqueue_many(items)
         return len(items)

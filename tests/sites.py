@@ -11,7 +11,8 @@ page on *every* path to it (the start page, an ancestor, the page itself), which
 crawl has therefore already found.
 
 Pages: "/" (the start page), "/p/1" .. "/p/{n-1}", "/slow" (sleeps `slow_seconds`),
-"/missing" (404), "/private/secret" (disallowed by robots.txt). Not linked from the
+"/missing" (404), "/private/secret" (disallowed by robots.txt); or a `graph` of the
+test's own, whose `slow_paths` sleep. Not linked from the
 graph, for direct tests: "/redirect" (302 to "/"), "/redirect-loop" (302 to itself),
 "/big" (`big_bytes` of HTML) and "/text" (text/plain that looks like HTML).
 """
@@ -120,13 +121,17 @@ class TestSite:
         delay: float = 0.0,
         slow_seconds: float = 0.5,
         big_bytes: int = 2_000_000,
+        graph: dict[str, list[str]] | None = None,
+        slow_paths: tuple[str, ...] = (SLOW,),
     ) -> None:
         self.n_pages = n_pages
-        self.graph = build_graph(n_pages, seed)
+        self.graph = build_graph(n_pages, seed) if graph is None else graph
+        self.slow_paths = slow_paths
         self.delay = delay
         self.slow_seconds = slow_seconds
         self.big_bytes = big_bytes
         self.hits: dict[str, int] = {}
+        self.requests: list[tuple[float, str]] = []  # (monotonic time received, path)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -182,6 +187,7 @@ class TestSite:
         """Forget the hit counts."""
         with self._lock:
             self.hits.clear()
+            self.requests.clear()
 
     def fetched_urls(self) -> set[str]:
         """URLs of every path requested so far, robots.txt excluded."""
@@ -207,6 +213,7 @@ class TestSite:
         """Record one request for `path`."""
         with self._lock:
             self.hits[path] = self.hits.get(path, 0) + 1
+            self.requests.append((time.monotonic(), path))
 
     def render(self, path: str) -> str:
         """The HTML of a graph page: a title, its links in varied spellings, junk links."""
@@ -243,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(site.delay)
         if path == "/robots.txt":
             self._send(200, ROBOTS_TXT, "text/plain")
-        elif path == SLOW:
+        elif path in site.slow_paths and path in site.graph:
             time.sleep(site.slow_seconds)
             self._send(200, site.render(path))
         elif path == "/redirect":

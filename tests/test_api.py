@@ -145,8 +145,8 @@ def test_stats_health_and_metrics(client):
     assert health.status_code == 200
     assert health.get_json()["checks"] == {"web": "ok", "database": "ok", "queue": "ok"}
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'quaero_jobs{type="noop",status="pending"} 1' in text
-    assert "quaero_queue_depth 1" in text
+    assert 'quaero_jobs{status="pending",type="noop"} 1.0' in text
+    assert "quaero_queue_depth 1.0" in text
 
 
 def test_page_renders_roots_without_javascript(client):

@@ -3,7 +3,10 @@
 The root validates the payload, clamps it to the `[crawler]` config and spawns the start
 page. Each page job fetches one URL and spawns a child for every new link it may follow;
 the database de-duplicates pages within a crawl (`dedup_key` = the normalised URL), so no
-crawl-wide state lives in memory. Depth follows wget's `-r -l N`: depth 0 = the start page.
+crawl-wide state lives in memory. Depth follows wget's `-r -l N`: depth 0 = the start page,
+and a page's depth is its shortest link distance from it, whatever order pages are
+fetched in: a page found again nearer gets the smaller depth and its links are followed
+again from there (crawlstate.py keeps the best depths in the database).
 
 Guards: only http/https URLs are fetched; every connection goes through `netguard`, which
 resolves the host once, refuses loopback, private, link-local, multicast, unspecified and
@@ -23,7 +26,9 @@ robots.txt is read once per (crawl, scheme+host) per process and parsed by prote
 RFC 9309 (longest match wins, `*` and `$`); a page it disallows is not
 fetched and its job *completes* with `blocked_by_robots: true` (logged as a warning),
 because retrying cannot change the answer and it is not an error of the crawl.
-The per-host `delay` is kept per process, so several worker processes may overlap.
+The per-host `delay` is the minimum gap between two requests (robots.txt included) to
+one host of one crawl, across every worker of every process: the slots are taken in the
+database (crawlstate.py); with `delay = 0` nothing is written.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from protego import Protego
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quaero.config import CrawlerConfig
+from quaero.executors import crawlstate
 from quaero.executors.base import ChildSpec, Executor, JobContext, PermanentError, register
 from quaero.executors.deadline import Deadline, DeadlineExceeded, current
 from quaero.executors.netguard import AddressPolicy, check_url, guarded_session
@@ -163,12 +169,19 @@ class CrawlPageExecutor(Executor):
         ctx.raise_if_cancelled()
         respect_robots = crawl.get("respect_robots", limits.respect_robots)
         deadline = page_deadline(limits, f"fetching {url}", cancel_check(ctx))
+        delay = float(crawl.get("delay", 0))
+
+        def polite() -> None:
+            with deadline.paused():  # the politeness delay is ours, not the site's
+                wait_for_host(host_key(url), delay, ctx)
+
         with deadline.active():
-            if respect_robots and not robots_allows(url, ctx.job.root_id, limits, deadline):
+            if respect_robots and not robots_allows(
+                url, ctx.job.root_id, limits, deadline, before_fetch=polite
+            ):
                 ctx.warning(f"{url} blocked by robots.txt")
                 return page_result(url, depth, blocked_by_robots=True)
-            with deadline.paused():  # the politeness delay is ours, not the site's
-                wait_for_host(host_key(url), float(crawl.get("delay", 0)), ctx)
+            polite()
             ctx.raise_if_cancelled()
             started = time.monotonic()
             page = fetch(url, limits, limits.max_bytes, deadline)
@@ -185,7 +198,10 @@ class CrawlPageExecutor(Executor):
         title, links = None, []
         if page.content_type in HTML_TYPES:
             title, links = page_links(page.body, page.charset, page.url)
-        new_ids = self._spawn_links(ctx, links, depth, crawl)
+        followable = self._followable(ctx, links, crawl)
+        db, transaction = ctx.manager.db, partial(ctx.manager.transaction, durable=False)
+        depth = crawlstate.record_fetched(db, transaction, ctx.job.root_id, url, depth, followable)
+        new_ids = self._expand(ctx, followable, depth, crawl)
         ctx.info(
             f"GET {url} -> {page.status_code} {page.content_type or '-'}, {len(page.body)} "
             f"bytes, {len(links)} links ({len(new_ids)} new)"
@@ -203,13 +219,9 @@ class CrawlPageExecutor(Executor):
             truncated=page.truncated,
         )
 
-    def _spawn_links(
-        self, ctx: JobContext, links: list[str], depth: int, crawl: dict[str, Any]
-    ) -> list[int]:
-        """Spawn a child for each link the crawl may follow; the ids of the new ones."""
+    def _followable(self, ctx: JobContext, links: list[str], crawl: dict[str, Any]) -> list[str]:
+        """The links of a page that the crawl may follow (at most `max_pages`)."""
         max_pages = int(crawl.get("max_pages", ctx.config.crawler.max_pages))
-        if depth >= int(crawl.get("max_depth", 0)):
-            return []
         allowed_link = partial(
             link_allowed,
             start_host=crawl.get("start_host"),
@@ -217,15 +229,37 @@ class CrawlPageExecutor(Executor):
             include=crawl.get("include") or (),
             exclude=crawl.get("exclude") or (),
         )
-        allowed = [link for link in links if len(link) <= MAX_URL_CHARS and allowed_link(link)][
-            :max_pages
-        ]
-        children = [
-            ChildSpec("crawl_page", {"url": link, "depth": depth + 1, "crawl": crawl}, link, link)
-            for link in allowed
-        ]
-        ctx.raise_if_cancelled()
-        return ctx.spawn(children, root_limit=max_pages) if children else []
+        allowed = [link for link in links if len(link) <= MAX_URL_CHARS and allowed_link(link)]
+        return list(dict.fromkeys(allowed))[:max_pages]
+
+    def _expand(
+        self, ctx: JobContext, links: list[str], depth: int, crawl: dict[str, Any]
+    ) -> list[int]:
+        """Spawn a child for each link of a page at `depth`, if the crawl goes deeper;
+        pages already fetched that these links bring nearer are followed again from
+        their stored links (children of this job). Returns the ids of the new jobs."""
+        max_pages = int(crawl.get("max_pages", ctx.config.crawler.max_pages))
+        max_depth = int(crawl.get("max_depth", 0))
+        db, transaction = ctx.manager.db, partial(ctx.manager.transaction, durable=False)
+        new_ids: list[int] = []
+        frontier = [(links, depth)]
+        while frontier:
+            links, depth = frontier.pop()
+            if depth >= max_depth or not links:
+                continue
+            ctx.raise_if_cancelled()
+            nearer = crawlstate.found_at(db, transaction, ctx.job.root_id, links, depth + 1)
+            children = [
+                ChildSpec(
+                    "crawl_page", {"url": link, "depth": depth + 1, "crawl": crawl}, link, link
+                )
+                for link in links
+            ]
+            new_ids += ctx.spawn(children, root_limit=max_pages)
+            for url, best, stored in nearer:
+                ctx.info(f"{url} found again at depth {best}: following its links from there")
+                frontier.append((stored, best))
+        return new_ids
 
 
 def page_result(url: str, depth: int, **fields: Any) -> dict[str, Any]:
@@ -369,13 +403,18 @@ _DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /\n")
 
 
 def robots_allows(
-    url: str, root_id: int, limits: CrawlerConfig, deadline: Deadline | None = None
+    url: str,
+    root_id: int,
+    limits: CrawlerConfig,
+    deadline: Deadline | None = None,
+    before_fetch: Callable[[], None] | None = None,
 ) -> bool:
     """Whether robots.txt of `url`'s host lets our user agent fetch it (cached per crawl).
 
     Parsed by protego, after RFC 9309: the group of the most specific user agent, the
     longest matching rule (Allow wins a tie), `*` and `$`. The fetch counts against the
     page's `deadline`, and so does waiting for another page's fetch of the same file.
+    `before_fetch` runs just before robots.txt is requested (the politeness delay).
     """
     deadline = deadline or page_deadline(limits, f"reading robots.txt for {url}")
     key = (root_id, origin(url))
@@ -390,6 +429,8 @@ def robots_allows(
                 with _robots_lock:
                     parser = _robots.get(key)
                 if parser is None:
+                    if before_fetch is not None:
+                        before_fetch()
                     parser = _fetch_robots_once(key, limits, deadline)
             finally:
                 key_lock.release()
@@ -430,21 +471,14 @@ def _read_robots(site: str, limits: CrawlerConfig, deadline: Deadline) -> Proteg
     return Protego.parse(page.body.decode("utf-8", errors="replace"))
 
 
-_next_slot: dict[str, float] = {}
-_delay_lock = threading.Lock()
-
-
 def wait_for_host(host: str, delay: float, ctx: JobContext) -> None:
-    """Sleep until `delay` seconds after this process's previous request to `host`."""
+    """Sleep until this page's request slot for `host`: at least `delay` seconds after
+    the previous request to it by any worker of this crawl (slots taken in the database)."""
     if delay <= 0:
         return
-    with _delay_lock:
-        now = time.monotonic()
-        slot = max(now, _next_slot.get(host, now - delay) + delay)
-        _next_slot[host] = slot  # reserve the slot, so concurrent pages queue up
-        if len(_next_slot) > 4096:
-            for name in [h for h, t in _next_slot.items() if t < now - 60]:
-                del _next_slot[name]
-    while (remaining := slot - time.monotonic()) > 0:
+    manager = ctx.manager
+    transaction = partial(manager.transaction, durable=False)
+    slot = crawlstate.take_host_slot(manager.db, transaction, ctx.job.root_id, host, delay)
+    while (remaining := slot - time.time()) > 0:
         ctx.raise_if_cancelled()
         time.sleep(min(remaining, 0.25))

@@ -14,7 +14,7 @@ from werkzeug.routing import BaseConverter
 from quaero import idempotency, queries
 from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
-from quaero.metrics import render_metrics
+from quaero.metrics import CONTENT_TYPE, render_metrics
 from quaero.models import LOG_LEVELS, STATUSES
 from quaero.serialize import job_summary_to_dict, job_to_dict, log_to_dict
 from quaero.services import Services
@@ -317,4 +317,4 @@ def healthz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(render_metrics(services().queue), mimetype="text/plain; version=0.0.4")
+    return Response(render_metrics(services().queue), content_type=CONTENT_TYPE)

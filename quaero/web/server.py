@@ -10,6 +10,10 @@ it, so a slow client never holds a worker. What it lacks, and this module adds:
   open, the one whose incomplete request is oldest (else the longest idle one) is closed
   to make room, instead of waitress's default of no longer accepting anyone;
 - `poll()` instead of `select()`, which cannot watch file descriptors above 1024;
+- keep-alive for bodiless answers: waitress closes an HTTP/1.1 connection after any
+  answer without a Content-Length, including a `304` (and 204), which by RFC 9110 has
+  no body to delimit; the page's unchanged polls are 304s, so each would cost a new
+  connection. `KeepAliveTask` keeps those open (unless the client asked to close);
 - bodies over `server.max_body_bytes` refused from `Content-Length` before any of the
   body is read, and chunked bodies cut off at that size (waitress's
   `max_request_body_size`), with the API's JSON error body.
@@ -25,7 +29,7 @@ import time
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import MultiSocketServer, TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from quaero.config import ServerConfig
 from quaero.web.errors import HTTP_CODES
@@ -52,9 +56,37 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class KeepAliveTask(WSGITask):
+    """A request whose bodiless answer (1xx, 204, 304) keeps an HTTP/1.1 connection open.
+
+    Such an answer ends with its headers, so the client knows where the next one starts;
+    waitress closes only because it finds no Content-Length (which it must not send).
+    """
+
+    _building_headers = False
+
+    def build_response_header(self) -> bytes:
+        self._building_headers = True
+        try:
+            return super().build_response_header()
+        finally:
+            self._building_headers = False
+
+    def set_close_on_finish(self) -> None:
+        if (
+            self._building_headers
+            and not self.has_body
+            and self.version == "1.1"
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        ):
+            return  # the one close waitress adds for lack of a Content-Length
+        super().set_close_on_finish()
+
+
 class GuardedChannel(HTTPChannel):
     """A connection that remembers when its current, incomplete request began."""
 
+    task_class = KeepAliveTask
     error_task_class = JsonErrorTask
     request_started: float | None = None
 

@@ -1,0 +1,67 @@
+"""Monotonic totals of finished jobs (`job_totals`), the source of /metrics' counters
+and duration histogram.
+
+The JobManager adds to them in the same transaction that finishes jobs, so they count
+every finish exactly once, whichever process (or machine) finished it; deleting jobs
+never lowers them. A row per (type, status, histogram bucket, shard): one upsert per
+finish, and a scrape reads a few dozen rows however many jobs were ever run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections import Counter
+from collections.abc import Iterable
+
+import peewee
+
+#: Upper bounds (seconds) of the run-time histogram's buckets, then +Inf.
+BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+INF = "+Inf"
+NEVER_RAN = ""  # a job cancelled while pending: counted, not in the histogram
+SHARDS = 16
+
+UPSERT_SQL = (
+    "INSERT INTO job_totals (type, status, bucket, shard, jobs, seconds) VALUES {values}"
+    " ON CONFLICT (type, status, bucket, shard) DO UPDATE SET"
+    " jobs = job_totals.jobs + excluded.jobs, seconds = job_totals.seconds + excluded.seconds"
+)
+
+
+def bucket_of(seconds: float | None) -> str:
+    """The label of the smallest bucket that holds `seconds` (NEVER_RAN for None)."""
+    if seconds is None:
+        return NEVER_RAN
+    index = bisect.bisect_left(BUCKETS, seconds)
+    return INF if index == len(BUCKETS) else repr(BUCKETS[index])
+
+
+def record_finished(
+    db: peewee.Database, finishes: Iterable[tuple[str, str, float | None, float]]
+) -> None:
+    """Add finished jobs, given as (type, status, started_at or None, finished_at), to
+    the totals; call inside the transaction that finishes them."""
+    jobs: Counter[tuple[str, str, str]] = Counter()
+    seconds: Counter[tuple[str, str, str]] = Counter()
+    for type_, status, started_at, finished_at in finishes:
+        ran = None if started_at is None else max(0.0, finished_at - started_at)
+        key = (type_, status, bucket_of(ran))
+        jobs[key] += 1
+        seconds[key] += ran or 0.0
+    if not jobs:
+        return
+    shard = os.getpid() % SHARDS
+    p = db.param
+    values = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p})"] * len(jobs))
+    params = [v for key, n in jobs.items() for v in (*key, shard, n, seconds[key])]
+    db.execute_sql(UPSERT_SQL.format(values=values), params)
+
+
+def read_totals(db: peewee.Database) -> list[tuple[str, str, str, int, float]]:
+    """(type, status, bucket, jobs, seconds) summed over shards."""
+    sql = (
+        "SELECT type, status, bucket, SUM(jobs), SUM(seconds) FROM job_totals"
+        " GROUP BY type, status, bucket"
+    )
+    return [(t, s, b, int(n), float(sec)) for t, s, b, n, sec in db.execute_sql(sql).fetchall()]

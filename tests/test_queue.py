@@ -1,0 +1,131 @@
+"""The Huey internals quaero subclasses: the prefetching SQLite storage, the no-revoke
+mixin and the wakeable worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from quaero.queue import BulkSqliteStorage, JobQueue, NoRevokeMixin
+from quaero.worker import WakeableWorker
+from tests.helpers import make_config
+
+
+@pytest.fixture
+def queue(tmp_path):
+    q = JobQueue(make_config(tmp_path, queue={"num_workers": 2}))  # prefetch 8
+    yield q
+    q.close()
+
+
+def job_ids(queue: JobQueue, messages: list[bytes]) -> list[int]:
+    return [queue.huey.deserialize_task(data).args[0] for data in messages]
+
+
+def drain(queue: JobQueue) -> list[int]:
+    out = []
+    while (data := queue.huey.storage.dequeue()) is not None:
+        out.append(queue.huey.deserialize_task(data).args[0])
+    return out
+
+
+def test_prefetching_dequeue_takes_a_batch_in_priority_order(queue):
+    storage = queue.huey.storage
+    assert isinstance(storage, BulkSqliteStorage) and storage.prefetch == 8
+    queue.enqueue([(1, 0), (2, 5), (3, 0), (4, 9)])
+    first = storage.dequeue()
+    assert job_ids(queue, [first]) == [4]
+    assert job_ids(queue, storage.prefetched_items()) == [2, 1, 3]
+    assert queue.depth() == 0  # the batch left the table at once
+    assert queue.queued_job_ids() == {1, 2, 3}  # the orphan sweep still sees them
+
+
+def test_returned_prefetched_messages_keep_their_priority(queue):
+    storage = queue.huey.storage
+    queue.enqueue([(1, 0), (2, 5), (3, 7)])
+    assert job_ids(queue, [storage.dequeue()]) == [3]  # 2 and 1 now wait in this process
+    assert queue.return_prefetched() == 2
+    assert storage.prefetched_items() == []
+    queue.enqueue([(10, 3)])  # enqueued later, with a priority between theirs
+    assert drain(queue) == [2, 10, 1]
+
+
+def test_enqueue_many_is_one_transaction_with_priorities(queue):
+    queue.enqueue([(job_id, job_id % 3) for job_id in range(1, 31)])
+    assert queue.depth() == 30
+    order = drain(queue)
+    priorities = [job_id % 3 for job_id in order]
+    assert priorities == sorted(priorities, reverse=True) and sorted(order) == list(range(1, 31))
+
+
+class FakeStorage:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def delete(self, key: str) -> bool:
+        self.deleted.append(key)
+        return True
+
+
+class NoRevokeStorage(NoRevokeMixin, FakeStorage):
+    pass
+
+
+def test_no_revoke_mixin_never_reads_or_clears_revocations():
+    storage = NoRevokeStorage()
+    assert storage.is_revoked(object()) is False
+    assert storage.is_revoked(object(), timestamp=1.0, peek=False) is False
+    assert storage.delete("r:some-task-id") is False  # never set, so never cleared
+    assert storage.delete("other-key") is True
+    assert storage.deleted == ["other-key"]
+
+
+def test_no_revoke_huey_runs_a_task_without_revocation_round_trips(queue):
+    seen = []
+    queue.runner = seen.append
+    queue.enqueue([(42, 0)])
+    task = queue.huey.dequeue()
+    assert queue.huey.is_revoked(task) is False
+    queue.huey.execute(task)
+    assert seen == [42]
+
+
+def make_worker(queue: JobQueue, delay: float) -> WakeableWorker:
+    worker = WakeableWorker(queue.huey, threading.Event(), delay, delay, 1.0)
+    worker.wakeup = queue.wakeup
+    return worker
+
+
+def test_wakeable_worker_wakes_when_its_process_enqueues(queue):
+    worker = make_worker(queue, delay=5.0)
+    woke = threading.Event()
+
+    def idle() -> None:
+        worker.sleep()
+        woke.set()
+
+    thread = threading.Thread(target=idle)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.1)
+    queue.enqueue([(1, 0)])  # notifies the idle workers of this process
+    assert woke.wait(2.0)
+    assert time.monotonic() - started < 2.0
+    thread.join()
+
+
+def test_wakeable_worker_without_a_condition_sleeps_like_huey(queue):
+    worker = make_worker(queue, delay=0.05)
+    worker.wakeup = None
+    started = time.monotonic()
+    worker.sleep()
+    assert 0.04 <= time.monotonic() - started < 1.0
+
+
+def test_wakeable_worker_waits_its_delay_when_nothing_comes(queue):
+    worker = make_worker(queue, delay=0.2)
+    started = time.monotonic()
+    worker.sleep()
+    assert 0.15 <= time.monotonic() - started < 1.0
