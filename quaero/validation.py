@@ -109,7 +109,7 @@ def validate_create(data: dict[str, Any], *, demo_types: bool) -> CreateJob:
             f"unknown job type {body.type!r}; known types: {', '.join(known)}",
             {"type": f"unknown type; one of {', '.join(known)}"},
         )
-    model = REGISTRY[body.type].payload_model
+    model = REGISTRY[body.type].Payload
     if model is not None:
         try:
             body.payload = model.model_validate(body.payload).model_dump(mode="json")

@@ -51,7 +51,11 @@ class Executor:
     """Base class of executors. Subclasses set `type` and implement `run`."""
 
     type: ClassVar[str] = ""
-    #: pydantic model that validates the payload when a job is submitted (None: any dict).
+    #: pydantic model of the payload (None: any JSON object): it validates submissions
+    #: (400 naming the field) and documents the type in the OpenAPI document. Declare it
+    #: as a nested `class Payload(BaseModel)` or assign a model.
+    Payload: ClassVar[type[BaseModel] | None] = None
+    #: the older name of `Payload`; `register` makes the two agree.
     payload_model: ClassVar[type[BaseModel] | None] = None
     #: False for types that only other executors create (e.g. the crawler's pages).
     public: ClassVar[bool] = True
@@ -71,6 +75,7 @@ def register(cls: type[Executor]) -> type[Executor]:
     """Class decorator: make an executor available under its `type` name."""
     if not cls.type:
         raise ValueError(f"{cls.__name__} has no `type` name; set the class attribute")
+    _settle_payload_model(cls)
     existing = REGISTRY.get(cls.type)
     if existing is not None and existing is not cls:
         raise ValueError(
@@ -79,6 +84,18 @@ def register(cls: type[Executor]) -> type[Executor]:
         )
     REGISTRY[cls.type] = cls
     return cls
+
+
+def _settle_payload_model(cls: type[Executor]) -> None:
+    """Make `Payload` and `payload_model` name the same model (either may be declared;
+    what the class itself declares wins over what it inherits)."""
+    own_payload, own_old = cls.__dict__.get("Payload"), cls.__dict__.get("payload_model")
+    if own_payload and own_old and own_payload is not own_old:
+        raise ValueError(f"{cls.__name__}: Payload and payload_model name different models")
+    model = own_payload or own_old or cls.Payload or cls.payload_model
+    if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise ValueError(f"{cls.__name__}.Payload must be a pydantic BaseModel subclass")
+    cls.Payload = cls.payload_model = model
 
 
 def get_executor(type_name: str) -> type[Executor]:

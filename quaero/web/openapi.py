@@ -15,6 +15,7 @@ from quaero.executors.base import public_types
 from quaero.models import LOG_LEVELS, STATUSES
 from quaero.validation import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
 from quaero.web.api import MAX_ID, MAX_LIMIT
+from quaero.web.payload_schemas import payload_property, payload_schemas
 
 bp = Blueprint("openapi", __name__)
 
@@ -278,14 +279,10 @@ def _create_job_schema(demo_types: bool) -> dict[str, Any]:
         "properties": {
             "type": {"type": "string", "enum": public_types(demo_types), "description": "executor"},
             "name": {"type": "string", "maxLength": 500},
-            "payload": {
-                "type": "object",
-                "description": (
-                    "checked by the type's executor (crawler: url, depth, max_pages, "
-                    f"same_host, include, exclude, delay, respect_robots); at most "
-                    f"{MAX_PAYLOAD_BYTES} bytes of JSON and {MAX_PAYLOAD_DEPTH} levels deep"
-                ),
-            },
+            "payload": payload_property(
+                demo_types,
+                f"at most {MAX_PAYLOAD_BYTES} bytes of JSON and {MAX_PAYLOAD_DEPTH} levels deep",
+            ),
             "priority": {"type": "integer", "minimum": -100, "maximum": 100, "default": 0},
             "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
             "timeout": {
@@ -480,7 +477,7 @@ def document(demo_types: bool = False) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **payload_schemas(demo_types)},
         },
         "paths": paths,
     }
