@@ -92,6 +92,13 @@ class CrawlerConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorsConfig:
+    """The user's own executor modules, imported by every serve, web and worker process."""
+
+    modules: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Process logging (what operators read, not the per-job logs)."""
 
@@ -107,6 +114,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     crawler: CrawlerConfig = field(default_factory=CrawlerConfig)
+    executors: ExecutorsConfig = field(default_factory=ExecutorsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = field(default_factory=Path.cwd)
 

@@ -10,6 +10,7 @@ import quaero.executors  # noqa: F401  (registers the executor types)
 from quaero.config import Config
 from quaero.db import open_database
 from quaero.jobs import JobManager
+from quaero.plugins import load_executor_modules
 from quaero.queue import JobQueue
 
 
@@ -33,7 +34,9 @@ class Services:
 
 
 def build_services(config: Config) -> Services:
-    """Open the metadata database (applying migrations) and the queue."""
+    """Load the user's executor modules, then open the metadata database (applying
+    migrations) and the queue."""
+    load_executor_modules(config.executors.modules)
     db = open_database(
         config.database_url, config.database.max_connections, config.database.reconnect_wait
     )
