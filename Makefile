@@ -54,12 +54,12 @@ axe: $(DEV_DEPS) system-deps
 	$(PY) -m tests.browser.axe
 
 lint: $(DEV_DEPS)
-	$(VENV)/bin/ruff check quaero tests bench run.py
-	$(VENV)/bin/ruff format --check quaero tests bench run.py
+	$(VENV)/bin/ruff check quaero tests bench examples run.py
+	$(VENV)/bin/ruff format --check quaero tests bench examples run.py
 
 format: $(DEV_DEPS)
-	$(VENV)/bin/ruff format quaero tests bench run.py
-	$(VENV)/bin/ruff check --fix quaero tests bench run.py
+	$(VENV)/bin/ruff format quaero tests bench examples run.py
+	$(VENV)/bin/ruff check --fix quaero tests bench examples run.py
 
 test: $(DEV_DEPS) system-deps axe lint
 	$(PY) -m pytest
