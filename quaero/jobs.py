@@ -25,8 +25,16 @@ import peewee
 from quaero.config import Config
 from quaero.db import dialect
 from quaero.errors import Conflict, LeaseLost, NotFound
-from quaero.executors.base import ChildSpec
-from quaero.models import FINAL_STATUSES, LOG_LEVELS, UNFINISHED, Job, JobLog, JobStatus, Worker
+from quaero.models import (
+    FINAL_STATUSES,
+    LOG_LEVELS,
+    UNFINISHED,
+    ChildSpec,
+    Job,
+    JobLog,
+    JobStatus,
+    Worker,
+)
 from quaero.queue import JobQueue
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
@@ -34,6 +35,24 @@ STATUSES = [s.value for s in JobStatus]
 FINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 UNFINISHED = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """A child job to create: its type, payload and optional de-duplication key.
+
+    Within one tree (one root), two children with the same `dedup_key` are never both
+    created: the database enforces it with a unique index. A spec without one gets a key
+    from its parent and its position among the parent's spawns (`#<parent id>.<n>`), so
+    a new attempt of the parent creates only the children that are missing.
+    """
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    dedup_key: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
 
 
 class BaseModel(peewee.Model):

@@ -10,8 +10,7 @@ import pytest
 
 from quaero import queries
 from quaero.errors import Conflict, LeaseLost, NotFound
-from quaero.executors.base import ChildSpec
-from quaero.models import Job, JobLog, Worker
+from quaero.models import ChildSpec, Job, JobLog, Worker
 
 BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
 

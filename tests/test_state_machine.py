@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from quaero.errors import Conflict
-from quaero.executors.base import ChildSpec
-from quaero.models import FINAL_STATUSES, STATUSES, Job, JobLog
+from quaero.models import FINAL_STATUSES, STATUSES, ChildSpec, Job, JobLog
 from quaero.services import build_services
 from tests.helpers import make_config
 
