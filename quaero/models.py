@@ -122,7 +122,7 @@ class Job(BaseModel):
                 Job.select()
                 .where(
                     Job.root_id == self.root_id,
-                    Job.status == "running",
+                    Job.status == JobStatus.RUNNING,
                     Job.path.startswith(self.descendant_prefix),
                 )
                 .count()
@@ -135,11 +135,11 @@ class Job(BaseModel):
         """Descendants by status, plus their total."""
         running = min(self.running_descendants, self.n_open)
         counts = {
-            "pending": self.n_open - running,
-            "running": running,
-            "completed": self.n_completed,
-            "failed": self.n_failed,
-            "cancelled": self.n_cancelled,
+            JobStatus.PENDING: self.n_open - running,
+            JobStatus.RUNNING: running,
+            JobStatus.COMPLETED: self.n_completed,
+            JobStatus.FAILED: self.n_failed,
+            JobStatus.CANCELLED: self.n_cancelled,
         }
         counts["total"] = self.n_open + self.n_completed + self.n_failed + self.n_cancelled
         return counts
@@ -160,7 +160,7 @@ class Job(BaseModel):
         finished = self.n_completed + self.n_failed + self.n_cancelled
         if finished + self.n_open:
             return finished / (finished + self.n_open)
-        if self.status in ("completed", "failed", "cancelled"):
+        if self.status in FINAL_STATUSES:
             return 1.0
         return max(0.0, min(1.0, self.progress))
 

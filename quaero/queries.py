@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import peewee
 
 from quaero.db import dialect
-from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, Worker
+from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, JobStatus, Worker
 from quaero.queue import JobQueue
 
 WORKER_ALIVE_SECONDS = 60.0
@@ -94,7 +94,7 @@ def attach_running(jobs: list[Job]) -> None:
             Job.select(Job.root_id, peewee.fn.COUNT(Job.id))
             .where(
                 Job.root_id.in_([r.id for r in roots]),
-                Job.status == "running",
+                Job.status == JobStatus.RUNNING,
                 Job.parent_id.is_null(False),
             )
             .group_by(Job.root_id)
@@ -111,7 +111,7 @@ def attach_running(jobs: list[Job]) -> None:
         prefix = prefix[: prefix.rfind("/") + 1]
         wanted = {j.id: 0 for j in group}
         paths = Job.select(Job.path).where(
-            Job.root_id == root_id, Job.status == "running", Job.path.startswith(prefix)
+            Job.root_id == root_id, Job.status == JobStatus.RUNNING, Job.path.startswith(prefix)
         )
         for (path,) in paths.tuples().iterator():
             for ancestor in path.strip("/").split("/"):
@@ -160,7 +160,7 @@ def live_workers(now: float | None = None) -> list[dict]:
     now = now or time.time()
     running = dict(
         Job.select(Job.worker_id, peewee.fn.COUNT(Job.id))
-        .where(Job.status == "running", Job.worker_id.is_null(False))
+        .where(Job.status == JobStatus.RUNNING, Job.worker_id.is_null(False))
         .group_by(Job.worker_id)
         .tuples()
     )
@@ -185,7 +185,9 @@ def live_workers(now: float | None = None) -> list[dict]:
 def stats(queue: JobQueue) -> dict:
     """Counts by status, queue depth, oldest pending age and live workers."""
     now = time.time()
-    oldest = Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == "pending").scalar()
+    oldest = (
+        Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == JobStatus.PENDING).scalar()
+    )
     workers = live_workers(now)
     return {
         "counts": status_counts(),

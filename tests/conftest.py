@@ -50,6 +50,11 @@ def manager(services: Services):
 
 
 @pytest.fixture
+def recovery(services: Services):
+    return services.recovery
+
+
+@pytest.fixture
 def worker(services: Services):
     """A real Huey consumer (threads) with heartbeat and reaper, stopped after the test."""
     from quaero.worker import WorkerService

@@ -166,14 +166,14 @@ def test_rerun_makes_a_new_root_with_overrides(manager, worker):
     assert again.payload_data == {"seconds": 0, "steps": 2} and again.status == "completed"
 
 
-def test_retention_purges_old_finished_trees_only(manager, worker):
+def test_retention_purges_old_finished_trees_only(manager, recovery, worker):
     old = manager.create_root("fanout", {"children": 3})
     recent = manager.create_root("noop", {})
     wait_for(lambda: finished(old.id) and finished(recent.id), timeout=20)
     running = manager.create_root("sleep", {"seconds": 5})
     wait_for(lambda: Job.get_by_id(running.id).status == "running", timeout=10)
     Job.update(finished_at=time.time() - 40 * 86400).where(Job.id == old.id).execute()
-    assert manager.purge_finished(30, batch=1) == 4
+    assert recovery.purge_finished(30, batch=1) == 4
     assert Job.select().where(Job.root_id == old.id).count() == 0
     assert JobLog.select().where(JobLog.job_id == old.id).count() == 0
     assert Job.get_or_none(Job.id == recent.id) and Job.get_or_none(Job.id == running.id)
