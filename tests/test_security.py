@@ -576,8 +576,8 @@ def test_cache_control_and_hsts(app_with_token):
 
 
 def test_short_tokens_are_refused_at_start(tmp_path):
+    from quaero.cli import check_bind
     from quaero.config import ConfigError
-    from run import check_bind
 
     with pytest.raises(ConfigError, match="shorter than 16 characters"):
         check_bind(make_config(tmp_path, server={"api_token": "short"}))
