@@ -8,6 +8,9 @@ Descendant counters (`n_open` for pending or running, `n_completed`, `n_failed`,
 of roots reads its counts and progress for free. Recovery (leases, the reaper, the
 orphan sweep, the worker registry, retention) lives in quaero.recovery and moves jobs
 only through the transitions here; both write through quaero.store.
+
+Why ~600 lines: every transition of a job, with the counter moves that keep the one
+invariant, stays in this one class, so the invariant can be checked in one read.
 """
 
 from __future__ import annotations
@@ -293,22 +296,12 @@ class JobManager:
             return JobStatus.FAILED if done else ""
         delay = self.retry_delay(job.attempts)
         now = time.time()
-
-        message = (
-            f"attempt {job.attempts}/{job.max_attempts} failed: {error}; retrying in {delay:.1f}s"
-        )
+        message = f"attempt {job.attempts}/{job.max_attempts} failed: {error}; "
+        message += f"retrying in {delay:.1f}s"
+        retry = {"run_after": now + delay, "error": error, "traceback": traceback}
 
         def update() -> bool:
-            return self.back_to_pending(
-                job,
-                worker_id,
-                message,
-                now,
-                report=report,
-                run_after=now + delay,
-                error=error,
-                traceback=traceback,
-            )
+            return self.back_to_pending(job, worker_id, message, now, report=report, **retry)
 
         if not self.store.transaction(update, durable=False):
             return ""
