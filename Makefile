@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format migrate system-deps clean bench bench-smoke
+.PHONY: run test test-fast lint format migrate system-deps clean bench bench-smoke
 
 $(VENV)/.deps: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "quaero needs Python 3.11+")'
@@ -40,6 +40,11 @@ format: $(VENV)/.deps
 test: $(VENV)/.deps system-deps lint
 	$(PY) -m pytest
 
+# The edit-test loop (under a minute): no end-to-end, browser or fault tests, and
+# property tests with 10 examples instead of 100. `make test` before committing.
+test-fast: $(VENV)/.deps
+	$(PY) -m pytest -q -m "not e2e and not browser and not faults" --hypothesis-profile=fast
+
 # Benchmarks P1-P8 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".
 bench: $(VENV)/.deps system-deps
@@ -55,5 +60,5 @@ clean:
 
 # The README's screenshots of the jobs page (docs/*.png): a local serve and crawl, Chromium.
 .PHONY: screenshots
-screenshots: $(VENV)/.deps browser
+screenshots: $(VENV)/.deps system-deps
 	$(PY) -m tests.screenshots

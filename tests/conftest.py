@@ -9,10 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from quaero.config import Config
 from quaero.services import Services, build_services
 from tests.helpers import make_config, scale_out_backend
+
+# `make test-fast` (--hypothesis-profile=fast): fewer examples for the edit-test loop;
+# `make test` runs hypothesis's default of 100.
+settings.register_profile("fast", max_examples=10)
 
 
 def pytest_generate_tests(metafunc):

@@ -160,8 +160,8 @@ def test_no_sequence_of_operations_breaks_the_state_machine(services, monkeypatc
     monkeypatch.setattr(JobTrees, "services", services, raising=False)
     run_state_machine_as_test(
         JobTrees,
+        # examples: the profile's (100 by default; `make test-fast` runs the "fast" one)
         settings=settings(
-            max_examples=100,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
