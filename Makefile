@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_DEPS := $(VENV)/.deps-run
 DEV_DEPS := $(VENV)/.deps-dev
 
-.PHONY: run demo test lint format migrate system-deps axe clean bench bench-smoke screenshots
+.PHONY: run demo test test-fast lint format migrate system-deps axe clean bench bench-smoke screenshots
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "quaero needs Python 3.11+")'
@@ -63,6 +63,11 @@ format: $(DEV_DEPS)
 
 test: $(DEV_DEPS) system-deps axe lint
 	$(PY) -m pytest
+
+# The edit-test loop (under a minute): no end-to-end, browser or fault tests, and
+# property tests with 10 examples instead of 100. `make test` before committing.
+test-fast: $(DEV_DEPS)
+	$(PY) -m pytest -q -m "not e2e and not browser and not faults" --hypothesis-profile=fast
 
 # Benchmarks P1-P8 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, unquote, urlparse
 import peewee
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
+from quaero import resource_dir
+
 logger = logging.getLogger(__name__)
 
 #: What a process does when the database is away: these errors mean "try again later"
@@ -24,7 +26,7 @@ UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError, MaxConnect
 
 database_proxy = peewee.DatabaseProxy()
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = resource_dir("migrations")
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",

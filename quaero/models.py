@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
@@ -36,6 +37,24 @@ UNFINISHED = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Tables of per-tree executor state (`root_id` column), deleted with their tree.
 TREE_STATE_TABLES = ("crawl_pages", "crawl_hosts")
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """A child job to create: its type, payload and optional de-duplication key.
+
+    Within one tree (one root), two children with the same `dedup_key` are never both
+    created: the database enforces it with a unique index. A spec without one gets a key
+    from its parent and its position among the parent's spawns (`#<parent id>.<n>`), so
+    a new attempt of the parent creates only the children that are missing.
+    """
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    dedup_key: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
 
 
 class BaseModel(peewee.Model):
@@ -105,7 +124,7 @@ class Job(BaseModel):
                 Job.select()
                 .where(
                     Job.root_id == self.root_id,
-                    Job.status == "running",
+                    Job.status == JobStatus.RUNNING,
                     Job.path.startswith(self.descendant_prefix),
                 )
                 .count()
@@ -118,11 +137,11 @@ class Job(BaseModel):
         """Descendants by status, plus their total."""
         running = min(self.running_descendants, self.n_open)
         counts = {
-            "pending": self.n_open - running,
-            "running": running,
-            "completed": self.n_completed,
-            "failed": self.n_failed,
-            "cancelled": self.n_cancelled,
+            JobStatus.PENDING: self.n_open - running,
+            JobStatus.RUNNING: running,
+            JobStatus.COMPLETED: self.n_completed,
+            JobStatus.FAILED: self.n_failed,
+            JobStatus.CANCELLED: self.n_cancelled,
         }
         counts["total"] = self.n_open + self.n_completed + self.n_failed + self.n_cancelled
         return counts
@@ -144,7 +163,7 @@ class Job(BaseModel):
         finished = self.n_completed + self.n_failed + self.n_cancelled
         if finished + self.n_open:
             return finished / (finished + self.n_open)
-        if self.status == "completed":
+        if self.status == JobStatus.COMPLETED:
             return 1.0
         return max(0.0, min(1.0, self.progress))
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import peewee
 
 from quaero.db import dialect
-from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, Worker
+from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, JobStatus, Worker
 from quaero.queue import JobQueue
 
 WORKER_ALIVE_SECONDS = 60.0
@@ -116,7 +116,7 @@ def attach_running(jobs: list[Job]) -> None:
             Job.select(Job.root_id, peewee.fn.COUNT(Job.id))
             .where(
                 Job.root_id.in_([r.id for r in roots]),
-                Job.status == "running",
+                Job.status == JobStatus.RUNNING,
                 Job.parent_id.is_null(False),
             )
             .group_by(Job.root_id)
@@ -133,7 +133,7 @@ def attach_running(jobs: list[Job]) -> None:
         prefix = prefix[: prefix.rfind("/") + 1]
         wanted = {j.id: 0 for j in group}
         paths = Job.select(Job.path).where(
-            Job.root_id == root_id, Job.status == "running", Job.path.startswith(prefix)
+            Job.root_id == root_id, Job.status == JobStatus.RUNNING, Job.path.startswith(prefix)
         )
         for (path,) in paths.tuples().iterator():
             for ancestor in path.strip("/").split("/"):
@@ -200,7 +200,7 @@ def live_workers(now: float | None = None) -> list[dict]:
     now = now or time.time()
     running = dict(
         Job.select(Job.worker_id, peewee.fn.COUNT(Job.id))
-        .where(Job.status == "running", Job.worker_id.is_null(False))
+        .where(Job.status == JobStatus.RUNNING, Job.worker_id.is_null(False))
         .group_by(Job.worker_id)
         .tuples()
     )
@@ -226,7 +226,9 @@ def stats(queue: JobQueue) -> dict:
     """Counts by status (of every job, and of roots), roots with failed descendants,
     queue depth, oldest pending age and live workers."""
     now = time.time()
-    oldest = Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == "pending").scalar()
+    oldest = (
+        Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == JobStatus.PENDING).scalar()
+    )
     workers = live_workers(now)
     return {
         "counts": status_counts(),

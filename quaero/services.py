@@ -1,4 +1,4 @@
-"""Wiring: the database, the queue and the job manager built from one Config."""
+"""Wiring: the database, the queue, the job manager and recovery built from one Config."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from quaero.db import open_database
 from quaero.jobs import JobManager
 from quaero.plugins import load_executor_modules
 from quaero.queue import JobQueue
+from quaero.recovery import Recovery
+from quaero.store import Store
 
 
 @dataclass
@@ -21,7 +23,9 @@ class Services:
     config: Config
     db: peewee.Database
     queue: JobQueue
+    store: Store
     manager: JobManager
+    recovery: Recovery
 
     def close(self) -> None:
         """Close database and queue connections."""
@@ -41,4 +45,13 @@ def build_services(config: Config) -> Services:
         config.database_url, config.database.max_connections, config.database.reconnect_wait
     )
     queue = JobQueue(config)
-    return Services(config=config, db=db, queue=queue, manager=JobManager(db, queue, config))
+    store = Store(db, queue, config)
+    manager = JobManager(store)
+    return Services(
+        config=config,
+        db=db,
+        queue=queue,
+        store=store,
+        manager=manager,
+        recovery=Recovery(manager),
+    )

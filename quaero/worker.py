@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from huey.consumer import Consumer, ConsumerStopped, Worker
 
 from quaero.executors.base import JobCancelled, JobContext, PermanentError, get_executor
-from quaero.jobs import new_worker_id
+from quaero.recovery import new_worker_id
 from quaero.services import Services
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class Runner:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         try:
-            self.manager.hand_back(job, self.worker_id)
+            self.services.recovery.hand_back(job, self.worker_id)
         except Exception:
             logger.exception("job %s: hand-back failed; it reruns when its lease lapses", job.id)
         return None
@@ -240,8 +240,7 @@ class WorkerService:
 
     def start(self) -> None:
         """Recover what an earlier process left, then start consumer and maintenance."""
-        manager = self.services.manager
-        manager.register_worker(self.worker_id, self.config.queue.num_workers)
+        self.services.recovery.register_worker(self.worker_id, self.config.queue.num_workers)
         self.recover()
         if self.config.queue.worker_type == "process":
             self.services.close()  # forked children must open their own connections
@@ -262,10 +261,10 @@ class WorkerService:
 
     def recover(self) -> None:
         """Expire leases of gone workers, reap expired leases, re-queue orphans."""
-        manager = self.services.manager
-        manager.expire_dead_workers_leases(me=self.worker_id)
-        manager.reap_expired_leases()
-        manager.requeue_orphans(grace=0)
+        recovery = self.services.recovery
+        recovery.expire_dead_workers_leases(me=self.worker_id)
+        recovery.reap_expired_leases()
+        recovery.requeue_orphans(grace=0)
 
     def _beat(self) -> None:
         """The heartbeat thread: nothing else runs here, so no maintenance work (a
@@ -274,7 +273,7 @@ class WorkerService:
         every = min(jobs.heartbeat_seconds, jobs.lease_seconds / 3)
         while not self._stop.wait(every):
             try:
-                self.services.manager.heartbeat(
+                self.services.recovery.heartbeat(
                     self.worker_id, self.runner.executing(), self.runner.jobs_done
                 )
             except Exception:  # keep beating; the next beat retries
@@ -285,7 +284,8 @@ class WorkerService:
         its own schedule, in bounded steps, and failing alone (a full disk stops the
         reaper's writes, not the sweep that follows)."""
         jobs = self.config.jobs
-        manager = self.services.manager
+        recovery = self.services.recovery
+        store = self.services.store
         orphan_every = max(30.0, jobs.reaper_interval * 6)
         next_reap = next_purge = next_sweep = time.monotonic()
         next_orphans = time.monotonic() + orphan_every
@@ -300,20 +300,20 @@ class WorkerService:
                 next_purge = now + (PURGE_EVERY_SECONDS if purged == 0 else 1.0)
             if now >= next_orphans:
                 next_orphans = now + orphan_every
-                _guard("orphan sweep", manager.requeue_orphans)
-            elif now - manager.enqueue_failed_at < SWEEP_WINDOW and now >= next_sweep:
+                _guard("orphan sweep", recovery.requeue_orphans)
+            elif now - store.enqueue_failed_at < SWEEP_WINDOW and now >= next_sweep:
                 # an enqueue or a claim failed lately: its jobs may have no message
                 next_sweep = now + jobs.reaper_interval
-                _guard("orphan sweep", lambda: manager.requeue_orphans(grace=1.0))
+                _guard("orphan sweep", lambda: recovery.requeue_orphans(grace=1.0))
 
     def _reap(self) -> int:
-        manager = self.services.manager
-        manager.expire_dead_workers_leases(me=self.worker_id)
-        return manager.reap_expired_leases()
+        recovery = self.services.recovery
+        recovery.expire_dead_workers_leases(me=self.worker_id)
+        return recovery.reap_expired_leases()
 
     def _purge(self) -> int:
         days = self.config.jobs.retention_days
-        purged = self.services.manager.purge_finished(days, budget=PURGE_STEP_SECONDS)
+        purged = self.services.recovery.purge_finished(days, budget=PURGE_STEP_SECONDS)
         if purged:
             logger.info("retention: deleted %d jobs older than %s days", purged, days)
         return purged
@@ -339,9 +339,9 @@ class WorkerService:
         for thread in self._threads:
             thread.join(timeout=5)
         self.services.queue.return_prefetched()
-        manager = self.services.manager
-        released = manager.release_worker_jobs(self.worker_id)
+        recovery = self.services.recovery
+        released = recovery.release_worker_jobs(self.worker_id)
         if released:
             logger.warning("handed back %d unfinished jobs", released)
-        manager.unregister_worker(self.worker_id, self.runner.jobs_done)
+        recovery.unregister_worker(self.worker_id, self.runner.jobs_done)
         logger.info("worker %s stopped", self.worker_id)

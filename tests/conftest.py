@@ -9,10 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from quaero.config import Config
 from quaero.services import Services, build_services
 from tests.helpers import make_config, scale_out_backend
+
+# `make test-fast` (--hypothesis-profile=fast): fewer examples for the edit-test loop;
+# `make test` runs hypothesis's default of 100.
+settings.register_profile("fast", max_examples=10)
 
 
 def pytest_generate_tests(metafunc):
@@ -47,6 +52,11 @@ def services(config: Config) -> Iterator[Services]:
 @pytest.fixture
 def manager(services: Services):
     return services.manager
+
+
+@pytest.fixture
+def recovery(services: Services):
+    return services.recovery
 
 
 @pytest.fixture

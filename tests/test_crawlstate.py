@@ -12,7 +12,7 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 def test_depths_only_go_down_and_each_improvement_is_claimed_once(manager):
-    db, tx = manager.db, partial(manager.transaction, durable=False)
+    db, tx = manager.db, partial(manager.store.transaction, durable=False)
     assert crawlstate.found_at(db, tx, 1, ["u/a", "u/b"], 3) == []  # first seen: nothing fetched
     assert crawlstate.record_fetched(db, tx, 1, "u/a", 3, ["u/x"]) == 3
     assert crawlstate.found_at(db, tx, 1, ["u/a"], 4) == []  # farther: no change
@@ -24,7 +24,7 @@ def test_depths_only_go_down_and_each_improvement_is_claimed_once(manager):
 
 
 def test_host_slots_are_delay_apart(manager):
-    db, tx = manager.db, partial(manager.transaction, durable=False)
+    db, tx = manager.db, partial(manager.store.transaction, durable=False)
     before = time.time()
     slots = [crawlstate.take_host_slot(db, tx, 7, "http://h:80", 0.5) for _ in range(3)]
     assert before <= slots[0] <= time.time()

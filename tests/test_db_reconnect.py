@@ -8,8 +8,8 @@ import peewee
 import pytest
 
 from quaero.db import CommitOutcomeUnknown, ConnectionLost, fail_fast, open_database
-from quaero.jobs import RETRYABLE_DB_ERRORS, JobManager
 from quaero.models import Job
+from quaero.store import RETRYABLE_DB_ERRORS, Store
 from tests.helpers import make_config
 
 pytestmark = pytest.mark.faults
@@ -57,9 +57,9 @@ def test_transaction_that_lost_its_connection_is_void_and_retried(db, own_pg):
         db.execute_sql("INSERT INTO t VALUES (2)")
     assert db.execute_sql("SELECT COUNT(*) FROM t").fetchone() == (0,)
 
-    # JobManager.transaction runs it again on a fresh connection
+    # Store.transaction runs it again on a fresh connection
     config = make_config(own_pg.folder)
-    manager = JobManager(db, queue=None, config=config)
+    store = Store(db, queue=None, config=config)
     calls = []
 
     def insert():
@@ -70,7 +70,7 @@ def test_transaction_that_lost_its_connection_is_void_and_retried(db, own_pg):
             time.sleep(0.1)
         db.execute_sql("INSERT INTO t VALUES (4)")
 
-    manager.transaction(insert)
+    store.transaction(insert)
     assert len(calls) == 2
     assert db.execute_sql("SELECT n FROM t ORDER BY n").fetchall() == [(3,), (4,)]
 
@@ -87,7 +87,7 @@ def test_connection_lost_at_commit_is_not_called_retryable(db, own_pg, monkeypat
     monkeypatch.setattr(peewee.PostgresqlDatabase, "commit", commit_after_kill)
     with pytest.raises(CommitOutcomeUnknown) as lost, db.atomic():
         db.execute_sql("SELECT 1")
-    # JobManager.transaction must not run it again: it may have been written
+    # Store.transaction must not run it again: it may have been written
     assert not any(message in str(lost.value) for message in RETRYABLE_DB_ERRORS)
 
 

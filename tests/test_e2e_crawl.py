@@ -132,7 +132,7 @@ def test_cancel_stops_a_running_crawl(live_server, worker):
         assert root["status"] == "cancelled"
         import time
 
-        time.sleep(1.0)
+        time.sleep(1.0)  # a window in which no new fetch may start: a wait for no event
         assert slow.total_hits <= hits_at_cancel + 4  # at most the fetches in flight
         final = requests.get(f"{live_server}/api/jobs/{job['id']}", timeout=5).json()
         assert final["counts"]["pending"] == final["counts"]["running"] == 0

@@ -1,4 +1,4 @@
-"""The job manager: transitions, counters, progress, trees, leases and recovery.
+"""The job manager: transitions, counters, progress, trees and fencing.
 
 These drive the manager directly (no consumer), against a real SQLite database and a
 real Huey SQLite queue in tmp_path.
@@ -10,8 +10,7 @@ import pytest
 
 from quaero import queries
 from quaero.errors import Conflict, LeaseLost, NotFound
-from quaero.executors.base import ChildSpec
-from quaero.models import Job, JobLog, Worker
+from quaero.models import ChildSpec, Job, JobLog
 
 BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
 
@@ -289,69 +288,6 @@ def test_roots_listing_filters_pages_and_searches(manager):
     assert total == 6 and len(page) == 2
 
 
-def test_expired_lease_is_requeued_then_failed_after_max_attempts(manager, services):
-    job = manager.claim(manager.create_root("noop", {}, max_attempts=2).id, W)
-    services.queue.huey.storage.flush_queue()
-    Job.update(lease_expires_at=time.time() - 1).where(Job.id == job.id).execute()
-    assert manager.reap_expired_leases() == 1
-    assert reload(job).status == "pending" and services.queue.queued_job_ids() == {job.id}
-    job = manager.claim(job.id, W)
-    assert job.attempts == 2
-    Job.update(lease_expires_at=time.time() - 1).where(Job.id == job.id).execute()
-    manager.reap_expired_leases()
-    job = reload(job)
-    assert job.status == "failed" and job.error == "worker lost"
-
-
-def test_heartbeat_renews_only_the_leases_of_jobs_being_executed(manager):
-    jobs = [manager.claim(manager.create_root("noop", {}).id, W) for _ in range(3)]
-    Job.update(lease_expires_at=time.time() + 1).execute()
-    manager.register_worker(W, 4)
-    # the third job's finish failed to write: its worker no longer executes it
-    assert manager.heartbeat(W, [jobs[0].id, jobs[1].id]) == 2
-    assert all(reload(j).lease_expires_at > time.time() + 3 for j in jobs[:2])
-    assert reload(jobs[2]).lease_expires_at < time.time() + 1.5
-
-
-def test_dead_local_worker_leases_expire_at_once(manager):
-    import socket
-
-    dead = f"{socket.gethostname()}:999999999:abcdef"
-    manager.register_worker(dead, 1)
-    job = manager.claim(manager.create_root("noop", {}).id, dead)
-    assert manager.expire_dead_workers_leases() == 1
-    assert manager.reap_expired_leases() == 1
-    assert reload(job).status == "pending"
-
-
-def test_a_worker_whose_heartbeat_stopped_loses_its_jobs_a_live_one_keeps_them(manager):
-    silent, live = "elsewhere:1:aaaaaa", "elsewhere:2:bbbbbb"
-    for worker_id in (silent, live):
-        manager.register_worker(worker_id, 1)
-    lost = manager.claim(manager.create_root("noop", {}).id, silent)
-    kept = manager.claim(manager.create_root("noop", {}).id, live)
-    timeout = manager.config.jobs.worker_timeout
-    Worker.update(last_heartbeat=time.time() - timeout - 1).where(Worker.id == silent).execute()
-    assert manager.expire_dead_workers_leases() == 1
-    assert manager.reap_expired_leases() == 1
-    assert reload(lost).status == "pending" and reload(kept).status == "running"
-
-
-def test_pending_job_without_a_queue_message_is_requeued(manager, services):
-    job = manager.create_root("noop", {})
-    services.queue.huey.storage.flush_queue()  # as if the process died before enqueue
-    assert manager.requeue_orphans(grace=0) == 1
-    assert services.queue.queued_job_ids() == {job.id}
-    assert manager.requeue_orphans(grace=0) == 0
-
-
-def test_release_hands_back_held_jobs_without_using_an_attempt(manager):
-    job = manager.claim(manager.create_root("noop", {}).id, W)
-    assert manager.release_worker_jobs(W) == 1
-    job = reload(job)
-    assert job.status == "pending" and job.attempts == 0 and job.worker_id is None
-
-
 def test_a_cancelled_parent_spawns_nothing(manager):
     root = manager.claim(manager.create_root("noop", {}).id, W)
     manager.cancel_tree(root.id)
@@ -360,12 +296,12 @@ def test_a_cancelled_parent_spawns_nothing(manager):
     assert Job.select().count() == 1 and reload(root).counts["total"] == 0
 
 
-def test_a_stale_attempt_is_fenced_from_every_write(manager, services):
+def test_a_stale_attempt_is_fenced_from_every_write(manager, services, recovery):
     """Once another attempt took the job over, the old one can neither log, report
     progress, spawn nor finish it, even from the same worker id."""
     stale = manager.claim(manager.create_root("noop", {}).id, W)
     Job.update(lease_expires_at=time.time() - 1).where(Job.id == stale.id).execute()
-    assert manager.reap_expired_leases() == 1
+    assert recovery.reap_expired_leases() == 1
     live = manager.claim(stale.id, W)
     assert live.lease_epoch == stale.lease_epoch + 1
     assert not manager.still_held(stale) and manager.still_held(live)
@@ -374,7 +310,7 @@ def test_a_stale_attempt_is_fenced_from_every_write(manager, services):
         spawn(manager, stale, 2)
     assert manager.complete(stale, W, {"from": "stale"}) is False
     assert manager.fail(stale, W, "boom", None, permanent=True) == ""
-    assert manager.hand_back(stale, W) is False
+    assert recovery.hand_back(stale, W) is False
     job = reload(live)
     assert job.status == "running" and job.progress == 0 and job.counts["total"] == 0
     assert not [line for line in queries.job_logs(job.id) if line.message == "stale line"]
@@ -382,13 +318,15 @@ def test_a_stale_attempt_is_fenced_from_every_write(manager, services):
     assert reload(live).result_data == {"from": "live"}
 
 
-def test_children_without_a_key_are_keyed_by_position_so_a_rerun_adds_none(manager, services):
+def test_children_without_a_key_are_keyed_by_position_so_a_rerun_adds_none(
+    manager, services, recovery
+):
     from quaero.executors.base import JobContext
 
     parent = manager.claim(manager.create_root("noop", {}).id, W)
     first = JobContext(manager, parent, manager.config)
     assert len(first.spawn([ChildSpec("noop", name=f"c{i}") for i in range(3)])) == 3
-    manager.release_worker_jobs(W)  # the attempt ends before its own work is done
+    recovery.release_worker_jobs(W)  # the attempt ends before its own work is done
     again = manager.claim(parent.id, W)
     second = JobContext(manager, again, manager.config)
     assert second.spawn([ChildSpec("noop", name=f"c{i}") for i in range(5)]) != []

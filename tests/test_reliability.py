@@ -2,35 +2,52 @@
 with a real Huey consumer in this process."""
 
 import time
+from dataclasses import dataclass
 
 import pytest
 
 from quaero import queries
 from quaero.executors.base import ChildSpec, Executor, PermanentError, register
-from quaero.models import Job, JobLog
+from quaero.models import FINAL_STATUSES, Job, JobLog
 from tests.helpers import make_config, wait_for
 
 BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
+pytestmark = pytest.mark.e2e  # a real consumer runs every job: ~40 s of the fast loop
 
-FLAKY = {"fail": True}
+
+@dataclass
+class Switch:
+    """Whether the `test_flaky` type fails: a failure a test can heal."""
+
+    failing: bool = True
 
 
 @register
 class FlakyExecutor(Executor):
-    """Fails while FLAKY["fail"] is set: a failure the test can heal."""
+    """Fails while its switch is on (the `flaky` fixture sets a fresh one per test)."""
 
     type = "test_flaky"
     demo = True  # a fan-out may create it (submittable types only); hidden by default
+    switch = Switch()
 
     def run(self, ctx):
-        if FLAKY["fail"]:
+        if self.switch.failing:
             raise PermanentError("flaky is failing")
         return {"ok": True}
 
 
+@pytest.fixture
+def flaky(monkeypatch) -> Switch:
+    """A switch of the flaky test types for this test alone, failing at first."""
+    switch = Switch()
+    monkeypatch.setattr(FlakyExecutor, "switch", switch)
+    monkeypatch.setattr(SpawnThenFlakyExecutor, "switch", switch)
+    return switch
+
+
 def finished(job_id):
     job = Job.get_by_id(job_id)
-    return job if job.status in ("completed", "failed", "cancelled") else None
+    return job if job.status in FINAL_STATUSES else None
 
 
 def test_transient_failures_retry_with_growing_backoff(manager, worker):
@@ -92,7 +109,7 @@ def test_cancel_of_a_1000_job_tree_starts_no_child_afterwards(manager, worker):
     wait_for(lambda: Job.get_by_id(root.id).n_completed >= 20, timeout=20)
     manager.cancel_tree(root.id)
     cancel_returned = time.time()
-    time.sleep(1.0)
+    time.sleep(1.0)  # a window in which no child may start: a wait for no event
     late = Job.select().where(Job.root_id == root.id, Job.started_at > cancel_returned).count()
     assert late == 0
     root = Job.get_by_id(root.id)
@@ -110,8 +127,7 @@ def test_cancel_of_a_1000_job_tree_starts_no_child_afterwards(manager, worker):
     )
 
 
-def test_retry_reruns_failed_jobs_only_and_the_root_follows(manager, worker):
-    FLAKY["fail"] = True
+def test_retry_reruns_failed_jobs_only_and_the_root_follows(manager, worker, flaky):
     root2 = manager.create_root("fanout", {"children": 4, "child_type": "test_flaky"})
     root2 = wait_for(lambda: finished(root2.id), timeout=20)
     assert root2.status == "completed" and root2.n_failed == 4
@@ -119,7 +135,7 @@ def test_retry_reruns_failed_jobs_only_and_the_root_follows(manager, worker):
         j.id: (j.started_at, j.attempts)
         for j in Job.select().where(Job.root_id == root2.id, Job.status == "completed")
     }
-    FLAKY["fail"] = False
+    flaky.failing = False
     retried = manager.retry_tree(root2.id)
     assert retried.status == "running" and retried.n_open > 0
     root2 = wait_for(lambda: finished(root2.id), timeout=20)
@@ -146,9 +162,8 @@ def test_pause_holds_pending_jobs_and_resume_releases_them(manager, worker):
     )
     wait_for(lambda: Job.get_by_id(root.id).n_completed >= 4, timeout=20)
     manager.set_paused(root.id, True)
-    time.sleep(0.5)  # what was running finishes
-    held = Job.get_by_id(root.id)
-    time.sleep(0.6)
+    held = wait_for(lambda: (job := Job.get_by_id(root.id)).counts["running"] == 0 and job)
+    time.sleep(0.6)  # a window in which nothing may start: a wait for no event
     still = Job.get_by_id(root.id)
     assert still.counts["running"] == 0 and still.counts["pending"] > 0
     assert still.n_completed == held.n_completed
@@ -166,14 +181,14 @@ def test_rerun_makes_a_new_root_with_overrides(manager, worker):
     assert again.payload_data == {"seconds": 0, "steps": 2} and again.status == "completed"
 
 
-def test_retention_purges_old_finished_trees_only(manager, worker):
+def test_retention_purges_old_finished_trees_only(manager, recovery, worker):
     old = manager.create_root("fanout", {"children": 3})
     recent = manager.create_root("noop", {})
     wait_for(lambda: finished(old.id) and finished(recent.id), timeout=20)
     running = manager.create_root("sleep", {"seconds": 5})
     wait_for(lambda: Job.get_by_id(running.id).status == "running", timeout=10)
     Job.update(finished_at=time.time() - 40 * 86400).where(Job.id == old.id).execute()
-    assert manager.purge_finished(30, batch=1) == 4
+    assert recovery.purge_finished(30, batch=1) == 4
     assert Job.select().where(Job.root_id == old.id).count() == 0
     assert JobLog.select().where(JobLog.job_id == old.id).count() == 0
     assert Job.get_or_none(Job.id == recent.id) and Job.get_or_none(Job.id == running.id)
@@ -199,14 +214,15 @@ def test_retrying_a_cancelled_nested_fanout_keeps_exact_child_counts(manager, wo
 
 @register
 class SpawnThenFlakyExecutor(Executor):
-    """Spawns three children, then fails while FLAKY["fail"] is set."""
+    """Spawns three children, then fails while its switch is on (the `flaky` fixture)."""
 
     type = "test_spawn_then_flaky"
     demo = True
+    switch = Switch()
 
     def run(self, ctx):
         ctx.spawn([ChildSpec("noop", name=f"child {i}") for i in range(3)])
-        if FLAKY["fail"]:
+        if self.switch.failing:
             raise PermanentError("own work failed after spawning")
         return {"ok": True}
 
@@ -231,13 +247,14 @@ def test_retrying_below_an_ancestor_that_never_finished_reruns_it_without_duplic
     assert Job.get_by_id(cancelled[0].id).status == "completed"
 
 
-def test_retrying_a_job_whose_children_all_completed_reruns_only_its_own_work(manager, worker):
-    FLAKY["fail"] = True
+def test_retrying_a_job_whose_children_all_completed_reruns_only_its_own_work(
+    manager, worker, flaky
+):
     job = manager.create_root("test_spawn_then_flaky", {})
     failed = wait_for(lambda: finished(job.id), timeout=20)
     assert failed.status == "failed" and failed.n_completed == 3
     before = {j.id: (j.started_at, j.attempts) for j in Job.select().where(Job.parent_id == job.id)}
-    FLAKY["fail"] = False
+    flaky.failing = False
     manager.retry_tree(job.id)
     done = wait_for(lambda: finished(job.id), timeout=20)
     assert done.status == "completed" and done.counts["total"] == 3

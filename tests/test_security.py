@@ -17,7 +17,7 @@ from quaero.services import Services, build_services
 from quaero.web import create_app
 from quaero.web.security import CONTENT_SECURITY_POLICY
 from tests import procs
-from tests.helpers import make_config
+from tests.helpers import make_config, wait_for
 
 # what an operator would set: long, varied, and with every character that an encoding
 # (JSON, HTML, URL, SQL literals) writes differently
@@ -576,8 +576,8 @@ def test_cache_control_and_hsts(app_with_token):
 
 
 def test_short_tokens_are_refused_at_start(tmp_path):
+    from quaero.cli import check_bind
     from quaero.config import ConfigError
-    from run import check_bind
 
     with pytest.raises(ConfigError, match="shorter than 16 characters"):
         check_bind(make_config(tmp_path, server={"api_token": "short"}))
@@ -615,19 +615,20 @@ def test_the_token_never_appears_in_the_process_log(tmp_path):
             },
             timeout=5,
         ).json()
-        session.post(
+        flaky = session.post(
             f"{base}/api/jobs",
             json={"type": "sleep", "payload": {"seconds": 0, "fail": "transient"}, "name": TOKEN},
             timeout=5,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            root = session.get(f"{base}/api/jobs/{crawl['id']}", timeout=5).json()
-            counts = root["counts"]
-            if root["status"] in ("completed", "failed") and counts["pending"] == 0:
-                break
-            time.sleep(0.2)
-        time.sleep(0.5)
+        ).json()
+
+        def both_finished():
+            jobs = [
+                session.get(f"{base}/api/jobs/{job['id']}", timeout=5).json()
+                for job in (crawl, flaky)
+            ]
+            return all(job["status"] in ("completed", "failed") for job in jobs)
+
+        wait_for(both_finished, timeout=30, interval=0.2)  # their failures are logged
     finally:
         serve.signal(2)
         try:

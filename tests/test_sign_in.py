@@ -108,7 +108,7 @@ def test_wrong_bearer_tokens_count_too(app, monkeypatch):
     "token", ["a" * 16, "a" * 64, "abababababababababababababababab", "t0ken-" + "x" * 26]
 )
 def test_a_low_variety_token_is_refused_for_an_open_bind(tmp_path, token):
-    from run import check_bind
+    from quaero.cli import check_bind
 
     with pytest.raises(ConfigError, match="128 bits"):
         check_bind(make_config(tmp_path, server={"api_token": token, "host": "0.0.0.0"}))
@@ -116,7 +116,7 @@ def test_a_low_variety_token_is_refused_for_an_open_bind(tmp_path, token):
 
 
 def test_a_generated_token_passes(tmp_path):
-    from run import check_bind
+    from quaero.cli import check_bind
 
     for _ in range(20):
         token = secrets.token_urlsafe(32)

@@ -1,50 +1,42 @@
 """Property-based tests of the job state machine (hypothesis): no sequence of manager
 operations reaches an illegal state, and every job's counters always equal the
-statuses of its descendants' rows."""
+statuses of its descendants' rows, on SQLite and on PostgreSQL + Redis."""
 
-import shutil
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from quaero.errors import Conflict
-from quaero.executors.base import ChildSpec
-from quaero.models import FINAL_STATUSES, STATUSES, Job, JobLog
-from quaero.services import build_services
-from tests.helpers import make_config
+from quaero.models import FINAL_STATUSES, STATUSES, ChildSpec, Job, JobLog
+from quaero.services import Services
+
+BACKENDS = ["sqlite", "postgresql"]  # the same sequences on both stores
 
 W = "host:1:abcdef"
 FINAL = {s.value for s in FINAL_STATUSES}
 
 
-FOLDER = Path(tempfile.mkdtemp(prefix="quaero-sm-"))
-SERVICES = None
-
-
-def setup_module():
-    global SERVICES
-    SERVICES = build_services(make_config(FOLDER))
-
-
-def teardown_module():
-    SERVICES.close()
-    shutil.rmtree(FOLDER, ignore_errors=True)
-
-
 class JobTrees(RuleBasedStateMachine):
     """Random sequences of operations on one store, emptied before each example."""
+
+    #: the store under test, set by the test that runs the machine
+    services: Services
 
     def __init__(self):
         super().__init__()
         Job.delete().execute()
         JobLog.delete().execute()
-        SERVICES.queue.huey.storage.flush_queue()
-        self.manager = SERVICES.manager
+        self.services.queue.huey.storage.flush_queue()
+        self.manager = self.services.manager
         self.cancelled_ever: set[int] = set()
 
     def jobs(self, *statuses):
@@ -124,7 +116,7 @@ class JobTrees(RuleBasedStateMachine):
     def lose_worker(self, data):
         job = data.draw(st.sampled_from(self.running_own_work()))
         Job.update(lease_expires_at=time.time() - 1).where(Job.id == job.id).execute()
-        self.manager.reap_expired_leases()
+        self.services.recovery.reap_expired_leases()
 
     @precondition(lambda self: Job.select().where(Job.parent_id.is_null()).exists())
     @rule(data=st.data(), paused=st.booleans())
@@ -164,10 +156,14 @@ class JobTrees(RuleBasedStateMachine):
                 assert ancestor in jobs  # no orphans after deletes
 
 
-TestJobTrees = JobTrees.TestCase
-TestJobTrees.settings = settings(
-    max_examples=100,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+def test_no_sequence_of_operations_breaks_the_state_machine(services, monkeypatch):
+    monkeypatch.setattr(JobTrees, "services", services, raising=False)
+    run_state_machine_as_test(
+        JobTrees,
+        # examples: the profile's (100 by default; `make test-fast` runs the "fast" one)
+        settings=settings(
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

@@ -8,12 +8,13 @@ the attempt (retried per `max_attempts`); raising `PermanentError` fails it for 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
 from quaero.errors import LeaseLost
+from quaero.models import ChildSpec  # re-exported: executors import it from here
 
 if TYPE_CHECKING:
     from quaero.config import Config
@@ -27,24 +28,6 @@ class PermanentError(Exception):
 
 class JobCancelled(Exception):
     """Raised by `JobContext.raise_if_cancelled` so an executor can stop at once."""
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """A child job to create: its type, payload and optional de-duplication key.
-
-    Within one tree (one root), two children with the same `dedup_key` are never both
-    created: the database enforces it with a unique index. A spec without one gets a key
-    from its parent and its position among the parent's spawns (`#<parent id>.<n>`), so
-    a new attempt of the parent creates only the children that are missing.
-    """
-
-    type: str
-    payload: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    dedup_key: str | None = None
-    priority: int | None = None
-    max_attempts: int | None = None
 
 
 class Executor:

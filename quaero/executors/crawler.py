@@ -199,7 +199,7 @@ class CrawlPageExecutor(Executor):
         if page.content_type in HTML_TYPES:
             title, links = page_links(page.body, page.charset, page.url)
         followable = self._followable(ctx, links, crawl)
-        db, transaction = ctx.manager.db, partial(ctx.manager.transaction, durable=False)
+        db, transaction = ctx.manager.db, partial(ctx.manager.store.transaction, durable=False)
         depth = crawlstate.record_fetched(db, transaction, ctx.job.root_id, url, depth, followable)
         new_ids = self._expand(ctx, followable, depth, crawl)
         ctx.info(
@@ -240,7 +240,7 @@ class CrawlPageExecutor(Executor):
         their stored links (children of this job). Returns the ids of the new jobs."""
         max_pages = int(crawl.get("max_pages", ctx.config.crawler.max_pages))
         max_depth = int(crawl.get("max_depth", 0))
-        db, transaction = ctx.manager.db, partial(ctx.manager.transaction, durable=False)
+        db, transaction = ctx.manager.db, partial(ctx.manager.store.transaction, durable=False)
         new_ids: list[int] = []
         frontier = [(links, depth)]
         while frontier:
@@ -477,7 +477,7 @@ def wait_for_host(host: str, delay: float, ctx: JobContext) -> None:
     if delay <= 0:
         return
     manager = ctx.manager
-    transaction = partial(manager.transaction, durable=False)
+    transaction = partial(manager.store.transaction, durable=False)
     slot = crawlstate.take_host_slot(manager.db, transaction, ctx.job.root_id, host, delay)
     while (remaining := slot - time.time()) > 0:
         ctx.raise_if_cancelled()

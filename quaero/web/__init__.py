@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Flask
 
+from quaero import resource_dir
 from quaero.db import fail_fast
 from quaero.services import Services
 from quaero.web import api, auth, openapi, pages, security
 from quaero.web.errors import register_error_handlers
 
-PAGES_DIR = Path(__file__).resolve().parent.parent.parent / "pages"
+PAGES_DIR = resource_dir("pages")
 
 
 def create_app(services: Services) -> Flask:

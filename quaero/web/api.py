@@ -303,7 +303,7 @@ def healthz():
     except Exception as exc:
         logger.warning("health: database: %s", exc)
         checks["database"], status = f"error: {type(exc).__name__}", 503
-    failing = services().manager.check_writes() or services().queue.check_writes()
+    failing = services().store.check_writes() or services().queue.check_writes()
     if failing:
         checks["writes"], status = f"error: {failing}"[:200], 503
     try:

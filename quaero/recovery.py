@@ -1,0 +1,282 @@
+"""Recovery and upkeep: the worker registry, leases and their heartbeat, the reaper, the
+orphan sweep, and retention.
+
+As rq keeps its registries and maintenance apart from `job.py`, this module finds jobs
+that need recovering and moves them only through the job manager's transitions
+(`back_to_pending`, `finish_own_work`), so counters move with statuses as everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Iterable
+
+from quaero.jobs import JobManager
+from quaero.models import UNFINISHED, Job, JobLog, JobStatus, Worker
+
+logger = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    """A worker id that names its host and process: `host:pid:random`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+
+
+class Recovery:
+    """Keeps workers' leases, and recovers the jobs of workers that are gone."""
+
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+        self.store = manager.store
+        self.queue = manager.queue
+        self.config = manager.config
+
+    # -- the worker registry and leases ----------------------------------------------
+
+    def register_worker(self, worker_id: str, threads: int) -> None:
+        """Record a worker process as alive."""
+        now = time.time()
+        row = {
+            "id": worker_id,
+            "hostname": worker_id.split(":")[0],
+            "pid": os.getpid(),
+            "threads": threads,
+            "started_at": now,
+            "last_heartbeat": now,
+        }
+        Worker.insert(row).on_conflict(
+            conflict_target=[Worker.id],
+            update={Worker.last_heartbeat: now, Worker.stopped_at: None},
+        ).execute()
+
+    def heartbeat(self, worker_id: str, executing: Iterable[int], jobs_done: int = 0) -> int:
+        """Record the worker process as alive and renew the leases of the jobs it is
+        executing right now (never all rows naming it: a job whose finish failed to
+        write must lapse and be reaped); returns the number of leases renewed."""
+        now = time.time()
+        ids = sorted(set(executing))
+
+        def update() -> int:
+            Worker.update(last_heartbeat=now, jobs_done=jobs_done, stopped_at=None).where(
+                Worker.id == worker_id
+            ).execute()
+            if not ids:
+                return 0
+            self.store.lock(ids)  # PostgreSQL: in id order, as every transaction does
+            return (
+                Job.update(lease_expires_at=now + self.config.jobs.lease_seconds)
+                .where(Job.id.in_(ids), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id)
+                .execute()
+            )
+
+        return self.store.transaction(update)
+
+    def unregister_worker(self, worker_id: str, jobs_done: int = 0) -> None:
+        """Mark a worker as stopped."""
+        update = Worker.update(stopped_at=time.time(), jobs_done=jobs_done)
+        self.store.transaction(update.where(Worker.id == worker_id).execute)
+
+    def release_worker_jobs(self, worker_id: str) -> int:
+        """Hand back the jobs a stopping worker still holds: pending again, no lease."""
+        held = list(Job.select().where(Job.status == JobStatus.RUNNING, Job.worker_id == worker_id))
+        return self._hand_back(held, worker_id, "worker stopped; the job runs again")
+
+    def hand_back(self, job: Job, worker_id: str) -> bool:
+        """Give one job back (its outcome could not be recorded): pending again, its
+        attempt not counted; False if this attempt no longer held it."""
+        return bool(self._hand_back([job], worker_id, "outcome not recorded; the job runs again"))
+
+    def _hand_back(self, jobs: list[Job], worker_id: str, message: str) -> int:
+        """`running → pending` for jobs of this worker's attempts, each fenced by its
+        lease epoch, attempts not counted; then enqueue them. Returns how many."""
+        if not jobs:
+            return 0
+        now = time.time()
+
+        def update() -> list[Job]:
+            self.store.lock(job.id for job in jobs)
+            # the attempt is not counted: it never ended with an outcome
+            uncounted = {"attempts": Job.attempts - 1}
+            return [
+                job
+                for job in jobs
+                if self.manager.back_to_pending(job, worker_id, message, now, **uncounted)
+            ]
+
+        released = self.store.transaction(update)
+        self.store.enqueue_or_sweep([(job.id, job.priority) for job in released])
+        return len(released)
+
+    # -- recovering the jobs of workers that are gone -----------------------------------
+
+    def expire_dead_workers_leases(self, me: str | None = None) -> int:
+        """Expire at once the leases of workers that are gone: a process on this host
+        that no longer exists, or any worker whose heartbeat is older than
+        `[jobs] worker_timeout`. A live worker beats every `heartbeat_seconds` from a
+        thread of its own, so a slow job never makes it look dead. `me` (the calling
+        worker) is never judged: its jobs lapse by their leases if it cannot beat."""
+        now = time.time()
+        host = socket.gethostname()
+        holders = {
+            w
+            for (w,) in Job.select(Job.worker_id)
+            .where(
+                Job.status == JobStatus.RUNNING,
+                Job.worker_id.is_null(False),
+                Job.lease_expires_at > 0,
+            )
+            .distinct()
+            .tuples()
+        }
+        if not holders:
+            return 0
+        beats = dict(
+            Worker.select(Worker.id, Worker.last_heartbeat)
+            .where(Worker.id.in_(list(holders)))
+            .tuples()
+        )
+        cutoff = now - self.config.jobs.worker_timeout
+        dead = [
+            w
+            for w in holders - {me}  # a worker that can ask is alive, though it may not beat
+            if (w.startswith(f"{host}:") and not _pid_alive(_pid_of(w)))
+            or beats.get(w, 0.0) < cutoff
+        ]
+        if not dead:
+            return 0
+
+        def update() -> int:
+            of_dead = (Job.status == JobStatus.RUNNING) & Job.worker_id.in_(dead)
+            self.store.lock(job_id for (job_id,) in Job.select(Job.id).where(of_dead).tuples())
+            return Job.update(lease_expires_at=0).where(of_dead).execute()
+
+        expired = self.store.transaction(update)
+        if expired:
+            logger.warning("workers %s are gone: %d jobs run again", ", ".join(dead), expired)
+        return expired
+
+    def reap_expired_leases(self, limit: int = 500) -> int:
+        """Put running jobs whose lease expired back on the queue (or fail them after
+        `max_attempts`); safe when several reapers run at once."""
+        now = time.time()
+        expired = list(
+            Job.select()
+            .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+            .limit(limit)
+        )
+        requeue: list[tuple[int, int]] = []
+        for job in expired:
+            holder = job.worker_id
+            if job.attempts >= job.max_attempts:
+                self.manager.finish_own_work(
+                    job,
+                    holder,
+                    JobStatus.FAILED,
+                    error="worker lost",
+                    message=f"worker {holder} lost; no attempts left",
+                    lease_expired_by=now,
+                )
+            elif self.store.transaction(lambda job=job: self._requeue_lost(job, now)):
+                requeue.append((job.id, job.priority))
+        self.store.enqueue_or_sweep(requeue)
+        if expired:
+            logger.warning(
+                "reaper: %d expired leases, %d jobs re-queued", len(expired), len(requeue)
+            )
+        return len(requeue)
+
+    def _requeue_lost(self, job: Job, now: float) -> bool:
+        """`running → pending` for a job whose lease expired, if still so."""
+        holder = job.worker_id
+        message = f"worker {holder} lost the job; it runs again"
+        return self.manager.back_to_pending(job, holder, message, now, lease_expired_by=now)
+
+    def requeue_orphans(self, grace: float = 10.0) -> int:
+        """Enqueue pending jobs that have no message on the queue (a crash between the
+        database write and the enqueue); `grace` spares jobs being enqueued right now."""
+        queued = self.queue.queued_job_ids()  # read first: see the method's docstring
+        cutoff = time.time() - grace
+        pending = (
+            Job.select(Job.id, Job.priority)
+            .where(
+                Job.status == JobStatus.PENDING,
+                Job.paused == False,  # noqa: E712
+                Job.updated_at < cutoff,
+                Job.run_after.is_null() | (Job.run_after < cutoff),
+            )
+            .tuples()
+        )
+        orphans = [(job_id, prio) for job_id, prio in pending.iterator() if job_id not in queued]
+        self.queue.enqueue(orphans)
+        if orphans:
+            logger.warning("re-queued %d pending jobs that had no queue message", len(orphans))
+        return len(orphans)
+
+    # -- retention -------------------------------------------------------------------
+
+    def purge_finished(
+        self, older_than_days: float, batch: int = 1000, budget: float | None = None
+    ) -> int:
+        """Delete finished trees whose root finished more than `older_than_days` ago;
+        returns jobs deleted.
+
+        At most `batch` jobs (and their logs) go per transaction, descendants before
+        their root, so no write lock is held long whatever a tree's size: workers'
+        heartbeats and finishes wait milliseconds, not the whole purge. With `budget`
+        (seconds) it stops after that long; the next round goes on where it stopped.
+        """
+        cutoff = time.time() - older_than_days * 86_400
+        deadline = None if budget is None else time.monotonic() + budget
+        old_roots = (
+            Job.select(Job.id)
+            .where(Job.parent_id.is_null(), Job.status.not_in(UNFINISHED), Job.finished_at < cutoff)
+            .order_by(Job.id)
+        )
+        deleted = 0
+        for (root_id,) in old_roots.tuples().iterator():
+
+            def delete_some(root_id: int = root_id) -> int:
+                # highest ids first: children go before their parents, the root last
+                ids = [
+                    job_id
+                    for (job_id,) in Job.select(Job.id)
+                    .where(Job.root_id == root_id)
+                    .order_by(Job.id.desc())
+                    .limit(batch)
+                    .tuples()
+                ]
+                if ids:
+                    JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
+                    Job.delete().where(Job.id.in_(ids)).execute()
+                else:
+                    self.store.forget_tree_state(root_id)
+                return len(ids)
+
+            while n := self.store.transaction(delete_some):
+                deleted += n
+                if deadline is not None and time.monotonic() > deadline:
+                    return deleted
+        return deleted
+
+
+def _pid_of(worker_id: str) -> int:
+    try:
+        return int(worker_id.split(":")[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a pid we can check: rely on the heartbeat
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

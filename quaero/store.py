@@ -1,0 +1,204 @@
+"""The write plumbing of the metadata store, shared by the job manager and recovery.
+
+`Store.transaction` runs every write (retried on lock timeouts and deadlocks, its
+failure remembered for /healthz); `lock` and `lock_chain` take row locks in one global
+order; `shift` moves the descendant counters of ancestors, `settle` finishes ancestors
+whose descendants all finished; `write_log` and `write_logs` append to `job_logs`;
+`enqueue_or_sweep` puts committed jobs on the queue or leaves them to the orphan sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from typing import Any, TypeVar
+
+import peewee
+
+from quaero import statements, totals
+from quaero.config import Config
+from quaero.db import dialect
+from quaero.models import LOG_LEVELS, TREE_STATE_TABLES, Job, JobLog, JobStatus
+from quaero.queue import JobQueue
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: The ancestors' counter that counts a descendant in each status.
+COUNTER_COLUMN = {
+    JobStatus.PENDING: "n_open",
+    JobStatus.RUNNING: "n_open",
+    JobStatus.COMPLETED: "n_completed",
+    JobStatus.FAILED: "n_failed",
+    JobStatus.CANCELLED: "n_cancelled",
+}
+MAX_LOG_MESSAGE = 10_000
+RETRYABLE_DB_ERRORS = (
+    "database is locked",
+    "deadlock detected",
+    "could not serialize",
+    "connection lost before commit",  # quaero.db.ConnectionLost: nothing was written
+)
+#: One log line: job id, level, message, time.
+LogLine = tuple[int, str, str, float]
+
+
+class Store:
+    """One process's writer of the metadata store: transactions, locks, counters, logs."""
+
+    def __init__(self, db: peewee.Database, queue: JobQueue, config: Config) -> None:
+        self.db = db
+        self.queue = queue
+        self.config = config
+        self.dialect = dialect(db)
+        self.is_postgres = self.dialect == "postgresql"
+        # SQLite has one writer at a time; queueing this process's writers on a Python
+        # lock wakes the next one at once, where SQLite's busy handler would sleep ms.
+        self._write_lock = nullcontext() if self.is_postgres else threading.RLock()
+        self._settle_sql = self.sql(statements.SETTLE)
+        #: when an enqueue (or a claim) last failed: the maintenance thread then sweeps
+        #: for orphans every reaper round for a while, not every 30 s
+        self.enqueue_failed_at = -1e9
+        #: why the last write transaction failed; None once one succeeds (see /healthz)
+        self.write_error: str | None = None
+
+    def sql(self, statement: str) -> str:
+        """A statement of quaero.statements rendered for this database's driver."""
+        return statements.render(statement, self.dialect)
+
+    def transaction(self, fn: Callable[[], T], durable: bool = True, attempts: int = 5) -> T:
+        """Run `fn` in one write transaction, retrying on lock timeouts and deadlocks.
+
+        `durable=False` (PostgreSQL) commits without waiting for the WAL flush: for the
+        workers' own transitions, which a database crash can only undo as a whole and in
+        order, so the job runs again (at-least-once), never vanishes. Submissions and
+        user actions stay durable.
+        """
+        for attempt in range(attempts):
+            try:
+                with self._write_lock, self.db.atomic():
+                    if not durable and self.is_postgres:
+                        self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
+                    result = fn()
+                self.write_error = None
+                return result
+            except peewee.OperationalError as exc:
+                if attempt == attempts - 1 or not any(m in str(exc) for m in RETRYABLE_DB_ERRORS):
+                    self._write_failed(exc)
+                    raise
+                logger.warning("transaction retried after: %s", exc)
+                time.sleep(0.05 * (attempt + 1) * random.random())
+            except peewee.PeeweeException as exc:
+                self._write_failed(exc)
+                raise
+        raise AssertionError("unreachable")
+
+    def _write_failed(self, exc: Exception) -> None:
+        self.write_error = f"{type(exc).__name__}: {exc}"
+
+    def check_writes(self) -> str | None:
+        """None when the metadata store takes writes, else why not (for /healthz).
+
+        The last write transaction of this process decides; after a failure, a probe
+        write (one row rewritten in place) finds out whether the store is back."""
+        if self.write_error is None:
+            return None
+        probe = "UPDATE schema_migrations SET applied_at = applied_at WHERE name = ("
+        probe += "SELECT MIN(name) FROM schema_migrations)"
+        try:
+            self.transaction(lambda: self.db.execute_sql(probe), attempts=1)
+        except peewee.PeeweeException:
+            pass
+        return self.write_error
+
+    def enqueue_or_sweep(self, jobs: list[tuple[int, int]], delay: float = 0.0) -> None:
+        """Enqueue jobs already committed as pending; if the queue refuses (full disk,
+        Redis away), leave them to the orphan sweep, which then runs every reaper round
+        for a while instead of every 30 s."""
+        try:
+            if delay:
+                for job_id, priority in jobs:
+                    self.queue.enqueue_later(job_id, priority, delay)
+            else:
+                self.queue.enqueue(jobs)
+        except Exception as exc:  # the jobs are safe in `jobs`; the sweep enqueues them
+            self.enqueue_failed_at = time.monotonic()
+            logger.warning("%d jobs not enqueued (%s); the orphan sweep will", len(jobs), exc)
+
+    def lock(self, ids: Iterable[int]) -> None:
+        """PostgreSQL: row-lock jobs in ascending id order before changing any of them.
+
+        Every transaction locks the chain root → … → job it changes first. Ids grow
+        down a tree, so all transactions take locks in one global order and can never
+        deadlock; the root row serialises the changes of one tree, as SQLite's single
+        writer does. SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
+        """
+        if self.is_postgres:
+            ids = sorted(set(ids))
+            if ids:
+                list(Job.select(Job.id).where(Job.id.in_(ids)).order_by(Job.id).for_update())
+
+    def lock_chain(self, job: Job) -> None:
+        """Lock a job and its ancestors (PostgreSQL), root first."""
+        self.lock([*job.ancestor_ids, job.id])
+
+    def shift(
+        self, ids: Iterable[int], changes: dict[str, int]
+    ) -> dict[int, tuple[int, str | None]]:
+        """Add `changes` (status → delta) to the descendant counters of jobs `ids`;
+        returns each changed job's new (n_open, outcome)."""
+        ids = list(ids)
+        deltas: dict[str, int] = {}
+        for status, delta in changes.items():
+            column = COUNTER_COLUMN[status]
+            deltas[column] = deltas.get(column, 0) + delta
+        deltas = {column: delta for column, delta in deltas.items() if delta}
+        if ids and deltas:  # pending <-> running moves no counter
+            p = self.db.param
+            sets = ", ".join(f"{column} = {column} + {p}" for column in deltas)
+            where = ", ".join([p] * len(ids))
+            sql = f"UPDATE jobs SET {sets} WHERE id IN ({where}) RETURNING id, n_open, outcome"
+            rows = self.db.execute_sql(sql, [*deltas.values(), *ids]).fetchall()
+            return {job_id: (n_open, outcome) for job_id, n_open, outcome in rows}
+        return {}
+
+    def settle(self, job_id: int | None, now: float) -> None:
+        """Finish ancestors whose own work is done and whose descendants all finished."""
+        while job_id is not None:
+            row = self.db.execute_sql(self._settle_sql, {"now": now, "id": job_id}).fetchone()
+            if row is None:
+                return
+            parent_id, path, outcome, type_, started_at = row
+            totals.record_finished(self.db, [(type_, outcome, started_at, now)])
+            ancestors = [int(part) for part in path.strip("/").split("/") if part]
+            self.shift(ancestors, {JobStatus.RUNNING: -1, outcome: 1})
+            job_id = parent_id
+
+    def forget_tree_state(self, root_id: int) -> None:
+        """Delete what executors keep per tree (the crawler's pages and hosts)."""
+        for table in TREE_STATE_TABLES:
+            self.db.execute_sql(f"DELETE FROM {table} WHERE root_id = {self.db.param}", (root_id,))
+
+    def write_log(self, job_id: int, level: str, message: str, now: float) -> None:
+        """Append one line to a job's log (inside the caller's transaction)."""
+        JobLog.insert(log_row(job_id, level, message, now)).execute()
+
+    def write_logs(self, lines: Iterable[LogLine]) -> None:
+        """Append lines to jobs' logs in one statement (inside the caller's transaction)."""
+        rows = [log_row(*line) for line in lines]
+        if rows:
+            JobLog.insert_many(rows).execute()
+
+
+def log_row(job_id: int, level: str, message: str, now: float) -> dict[str, Any]:
+    """A `job_logs` row: an unknown level becomes info, a long message is cut."""
+    return {
+        "job_id": job_id,
+        "level": level if level in LOG_LEVELS else "info",
+        "message": str(message)[:MAX_LOG_MESSAGE],
+        "created_at": now,
+    }

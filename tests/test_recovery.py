@@ -1,0 +1,76 @@
+"""Recovery: leases and their heartbeat, the reaper, the orphan sweep and the worker
+registry, driven directly (no consumer) on SQLite and on PostgreSQL + Redis."""
+
+import socket
+import time
+
+from quaero.models import Job, Worker
+
+BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
+
+W = "testhost:1:aaaaaa"
+
+
+def reload(job):
+    return Job.get_by_id(job.id)
+
+
+def test_expired_lease_is_requeued_then_failed_after_max_attempts(manager, services, recovery):
+    job = manager.claim(manager.create_root("noop", {}, max_attempts=2).id, W)
+    services.queue.huey.storage.flush_queue()
+    Job.update(lease_expires_at=time.time() - 1).where(Job.id == job.id).execute()
+    assert recovery.reap_expired_leases() == 1
+    assert reload(job).status == "pending" and services.queue.queued_job_ids() == {job.id}
+    job = manager.claim(job.id, W)
+    assert job.attempts == 2
+    Job.update(lease_expires_at=time.time() - 1).where(Job.id == job.id).execute()
+    recovery.reap_expired_leases()
+    job = reload(job)
+    assert job.status == "failed" and job.error == "worker lost"
+
+
+def test_heartbeat_renews_only_the_leases_of_jobs_being_executed(manager, recovery):
+    jobs = [manager.claim(manager.create_root("noop", {}).id, W) for _ in range(3)]
+    Job.update(lease_expires_at=time.time() + 1).execute()
+    recovery.register_worker(W, 4)
+    # the third job's finish failed to write: its worker no longer executes it
+    assert recovery.heartbeat(W, [jobs[0].id, jobs[1].id]) == 2
+    assert all(reload(j).lease_expires_at > time.time() + 3 for j in jobs[:2])
+    assert reload(jobs[2]).lease_expires_at < time.time() + 1.5
+
+
+def test_dead_local_worker_leases_expire_at_once(manager, recovery):
+    dead = f"{socket.gethostname()}:999999999:abcdef"
+    recovery.register_worker(dead, 1)
+    job = manager.claim(manager.create_root("noop", {}).id, dead)
+    assert recovery.expire_dead_workers_leases() == 1
+    assert recovery.reap_expired_leases() == 1
+    assert reload(job).status == "pending"
+
+
+def test_a_worker_whose_heartbeat_stopped_loses_its_jobs_a_live_one_keeps_them(manager, recovery):
+    silent, live = "elsewhere:1:aaaaaa", "elsewhere:2:bbbbbb"
+    for worker_id in (silent, live):
+        recovery.register_worker(worker_id, 1)
+    lost = manager.claim(manager.create_root("noop", {}).id, silent)
+    kept = manager.claim(manager.create_root("noop", {}).id, live)
+    timeout = manager.config.jobs.worker_timeout
+    Worker.update(last_heartbeat=time.time() - timeout - 1).where(Worker.id == silent).execute()
+    assert recovery.expire_dead_workers_leases() == 1
+    assert recovery.reap_expired_leases() == 1
+    assert reload(lost).status == "pending" and reload(kept).status == "running"
+
+
+def test_pending_job_without_a_queue_message_is_requeued(manager, services, recovery):
+    job = manager.create_root("noop", {})
+    services.queue.huey.storage.flush_queue()  # as if the process died before enqueue
+    assert recovery.requeue_orphans(grace=0) == 1
+    assert services.queue.queued_job_ids() == {job.id}
+    assert recovery.requeue_orphans(grace=0) == 0
+
+
+def test_release_hands_back_held_jobs_without_using_an_attempt(manager, recovery):
+    job = manager.claim(manager.create_root("noop", {}).id, W)
+    assert recovery.release_worker_jobs(W) == 1
+    job = reload(job)
+    assert job.status == "pending" and job.attempts == 0 and job.worker_id is None
