@@ -346,7 +346,7 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_SITE = Path(__file__).resolve().parent / "examples" / "demo_site"
+DEMO_SITE = Path(__file__).resolve().parent.parent / "examples" / "demo_site"  # a checkout
 
 
 def demo_site_port(config: Config) -> int:
