@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from quaero import totals
+from quaero import totals, triage
 from quaero.config import Config
 from quaero.db import dialect
 from quaero.errors import Conflict, LeaseLost, NotFound
@@ -547,6 +547,8 @@ class JobManager:
             if message:
                 level = "error" if outcome == "failed" else "info"
                 self._log_rows([self._log_row(job.id, level, message, now)])
+            if outcome == "failed":
+                triage.record_error_group(self.db, job.id, error)
             if rows[0][0] == outcome:
                 totals.record_finished(self.db, [(job.type, outcome, job.started_at, now)])
                 changed = self._shift(job.ancestor_ids, {"running": -1, outcome: 1})
@@ -713,6 +715,7 @@ class JobManager:
                     outcome=None,
                     attempts=0,
                     error=None,
+                    error_group=None,
                     traceback=None,
                     finished_at=None,
                     run_after=None,
