@@ -677,8 +677,9 @@ class JobManager:
         for table in TREE_STATE_TABLES:
             self.db.execute_sql(f"DELETE FROM {table} WHERE root_id = {self.db.param}", (root_id,))
 
-    def retry_tree(self, job_id: int) -> Job:
-        """Run again the failed and cancelled jobs of a tree (never the completed ones).
+    def retry_tree(self, job_id: int, error_group: str | None = None) -> Job:
+        """Run again the failed and cancelled jobs of a tree (never the completed ones);
+        with `error_group`, only the failed jobs of that cause (quaero.triage).
 
         Each such job goes back to `pending` with its attempts reset. Finished ancestors
         of a retried job wait for it again: those whose own work was done go back to
@@ -694,6 +695,8 @@ class JobManager:
             # the whole tree's counters are recounted: lock from the root
             self._lock([job.root_id, *job.ancestor_ids, job.id])
             again = Job.status.in_([JobStatus.FAILED, JobStatus.CANCELLED])
+            if error_group is not None:
+                again = Job.error_group == error_group
             retried = list(
                 Job.select(Job.id, Job.priority, Job.path).where(self._subtree(job), again).tuples()
             )
