@@ -14,6 +14,7 @@ from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, Worker
 from quaero.queue import JobQueue
 
 WORKER_ALIVE_SECONDS = 60.0
+RUNNING_LISTED = 200  # running job ids listed with the workers (the oldest), at most
 SUMMARY_CHARS = 200  # of a listed job's payload URL and result title
 ERROR_CHARS = 1000  # of a listed job's error (the details carry all of it)
 LISTED_FIELDS = [
@@ -210,6 +211,15 @@ def live_workers(now: float | None = None) -> list[dict]:
         .group_by(Job.worker_id)
         .tuples()
     )
+    running_ids: dict[str, list[int]] = {}
+    listed = (
+        Job.select(Job.worker_id, Job.id)
+        .where(Job.status == "running", Job.worker_id.is_null(False))
+        .order_by(Job.id)
+        .limit(RUNNING_LISTED)
+    )
+    for worker_id, job_id in listed.tuples():
+        running_ids.setdefault(worker_id, []).append(job_id)
     workers = Worker.select().where(
         Worker.stopped_at.is_null(), Worker.last_heartbeat > now - WORKER_ALIVE_SECONDS
     )
@@ -220,6 +230,7 @@ def live_workers(now: float | None = None) -> list[dict]:
             "pid": w.pid,
             "threads": w.threads,
             "running": running.get(w.id, 0),
+            "running_jobs": running_ids.get(w.id, []),
             "jobs_done": w.jobs_done,
             "started_at": w.started_at,
             "last_heartbeat": w.last_heartbeat,

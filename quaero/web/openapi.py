@@ -261,7 +261,28 @@ SCHEMAS: dict[str, Any] = {
             "scheduled": {"type": "integer"},
             "oldest_pending_age": NULLABLE_NUMBER,
             "workers_alive": {"type": "integer"},
-            "workers": {"type": "array", "items": {"type": "object"}},
+            "workers": {
+                "type": "array",
+                "description": "live workers (a heartbeat in the last 60 s)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "hostname": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "threads": {"type": "integer"},
+                        "running": {"type": "integer"},
+                        "running_jobs": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "ids of the jobs it runs (the oldest 200 in all)",
+                        },
+                        "jobs_done": {"type": "integer"},
+                        "started_at": {"type": "number"},
+                        "last_heartbeat": {"type": "number"},
+                    },
+                },
+            },
         },
     },
     "FailureGroups": {
