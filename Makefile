@@ -64,7 +64,7 @@ format: $(DEV_DEPS)
 test: $(DEV_DEPS) system-deps axe lint
 	$(PY) -m pytest
 
-# Benchmarks P1-P8 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
+# Benchmarks P1-P8 and P12 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".
 bench: $(DEV_DEPS) system-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt

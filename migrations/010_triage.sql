@@ -9,3 +9,6 @@ CREATE INDEX jobs_root_error_group ON jobs (root_id, error_group, finished_at)
 -- Failures by cause across every tree (GET /api/failures, `since`).
 CREATE INDEX jobs_error_group ON jobs (error_group, finished_at)
     WHERE error_group IS NOT NULL;
+-- A tree's failed jobs newest first (descendants?status=failed&sort=-finished_at) without
+-- sorting the tree; partial, so only failing writes it (queries spell out the literal).
+CREATE INDEX jobs_root_failed ON jobs (root_id, finished_at) WHERE status = 'failed';
