@@ -8,6 +8,7 @@ python run.py migrate                           apply pending migrations
 python run.py submit crawler --payload '{"url": "https://example.org/"}' --follow
 python run.py jobs [--status running]           the roots table in the terminal
 python run.py demo --config examples/demo.toml  serve and crawl the bundled demo site
+python run.py export ID [--format csv]          every descendant of a job, to a file
 
 The commands live in quaero/cli.py; `pip install .` installs them as `quaero`.
 """

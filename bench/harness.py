@@ -76,6 +76,48 @@ SPECS: list[FigureSpec] = [
     FigureSpec("P7.rq_rate", "RQ, 4 SimpleWorkers, no-op jobs/s (enqueue → all done)", "/s"),
     FigureSpec("P7.ratio", "quaero (P1) / RQ", "×", ">=", 2.5),
     FigureSpec("P8.recovery_s", "recovery after SIGKILL of a worker, median of 3", "s", "<=", 10),
+    *[
+        spec
+        for store, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
+        for spec in (
+            FigureSpec(
+                f"P12.{store}_descendants_p95_ms",
+                f"{label}: GET /api/jobs/<id>/descendants (50) of 100k, p95",
+                "ms",
+                "<=",
+                50,
+            ),
+            FigureSpec(
+                f"P12.{store}_failures_p95_ms",
+                f"{label}: GET …/failures (10k failed, 5 causes), p95",
+                "ms",
+                "<=",
+                50,
+            ),
+            FigureSpec(
+                f"P12.{store}_logs_p95_ms",
+                f"{label}: GET …/logs?tree=1 (tail 200), p95",
+                "ms",
+                "<=",
+                50,
+            ),
+            FigureSpec(f"P12.{store}_export_rate", f"{label}: export, rows/s", "/s", ">=", 20_000),
+            FigureSpec(
+                f"P12.{store}_export_rss_mb",
+                f"{label}: export, server RSS growth",
+                "MB",
+                "<=",
+                50,
+            ),
+            FigureSpec(
+                f"P12.{store}_dialog_ms",
+                f"{label}: Chromium, dialog → failure groups shown, max of 5",
+                "ms",
+                "<=",
+                500,
+            ),
+        )
+    ],
 ]
 SPEC_BY_ID = {spec.id: spec for spec in SPECS}
 BENCHMARKS = sorted({spec.benchmark for spec in SPECS})
@@ -109,6 +151,9 @@ FULL_SIZES: dict[str, Any] = {
     "p8_reps": 3,
     "p8_jobs": 2,
     "p8_job_seconds": 60.0,
+    "p12_descendants": 100_000,
+    "p12_failed": 10_000,
+    "p12_requests": 100,
     "redis_url": "redis://127.0.0.1:6379",
     "p6_redis_db": 14,
     "p7_redis_db": 15,
@@ -132,6 +177,9 @@ SMOKE_SIZES: dict[str, Any] = {
     "p7_jobs": 300,
     "p7_reps": 1,
     "p8_reps": 1,
+    "p12_descendants": 3_000,
+    "p12_failed": 300,
+    "p12_requests": 10,
 }
 
 

@@ -1,4 +1,4 @@
-"""quaero's benchmark harness: runs P1–P8, prints each figure with its target and
+"""quaero's benchmark harness: runs P1–P8 and P12, prints each figure with its target and
 PASS/FAIL, and writes the results as JSON under bench/results/.
 
     python -m bench.run                   the full run (`make bench`), < 10 min on 2 cores
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api_reads, crawl, latency, recovery, rq_bench, scaleout, throughput
+from bench import api_reads, crawl, latency, recovery, rq_bench, scaleout, throughput, triage
 from bench.common import REPO_ROOT, RESULTS_DIR
 from bench.harness import BENCHMARKS, FULL_SIZES, SMOKE_SIZES, SPECS, Context
 
@@ -37,6 +37,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "P6": scaleout.run,
     "P7": rq_bench.run,
     "P8": recovery.run,
+    "P12": triage.run,
 }
 RUNNER_OF = {"P5": "P1"}
 

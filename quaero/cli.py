@@ -22,6 +22,7 @@ import logging
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from quaero import config as config_mod
@@ -386,6 +387,29 @@ def serve_demo_site(port: int):
     return site
 
 
+def cmd_export(config: Config, args: argparse.Namespace) -> int:
+    """Write every descendant of a job to a file (or stdout) as JSON lines or CSV."""
+    from quaero import export, queries
+    from quaero.services import build_services
+
+    services = build_services(config)
+    try:
+        job = queries.get_job(args.job_id)
+        if job is None:
+            print(f"job {args.job_id} not found", file=sys.stderr)
+            return 1
+        fmt = args.format or ("csv" if (args.output or "").endswith(".csv") else "jsonl")
+        to_file = args.output not in (None, "-")
+        with open(args.output, "w", newline="") if to_file else nullcontext(sys.stdout) as out:
+            rows = sum(out.write(chunk) and chunk.count("\n") for chunk in export.stream(job, fmt))
+    finally:
+        services.close()
+    if to_file:
+        rows -= 1 if fmt == "csv" else 0  # the header line
+        print(f"exported {rows} jobs under {job.id} to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     """Serve the bundled demo site, then serve quaero with a crawl of that site started."""
     site_url = f"http://127.0.0.1:{demo_site_port(config)}/"
@@ -411,6 +435,7 @@ COMMANDS = {
     "migrate": (cmd_migrate, "apply pending database migrations"),
     "submit": (cmd_submit, "create a job from the shell; --follow shows its progress"),
     "jobs": (cmd_jobs, "list root jobs in the terminal"),
+    "export": (cmd_export, "write every descendant of a job as JSON lines or CSV"),
     "demo": (cmd_demo, "serve the bundled demo site and crawl it (make demo)"),
 }
 
@@ -436,6 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--has-failures", action="store_true", help="only roots with failed descendants"
             )
             p.add_argument("--limit", type=int, default=20)
+        if name == "export":
+            p.add_argument("job_id", type=int, help="the job whose descendants to export")
+            p.add_argument("-o", "--output", help="the file to write (default: stdout)")
+            p.add_argument(
+                "--format", choices=["jsonl", "csv"], help="default: csv for *.csv, else jsonl"
+            )
     return parser
 
 

@@ -74,6 +74,7 @@ class JobsConfig:
     max_children: int = 100_000
     max_tree_size: int = 1_000_000
     demo_types: bool = False
+    bulk_inline_jobs: int = 1000
 
 
 @dataclass(frozen=True)

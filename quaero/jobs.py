@@ -25,7 +25,7 @@ from typing import Any
 
 import peewee
 
-from quaero import statements, totals
+from quaero import statements, totals, triage
 from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.models import FINAL_STATUSES, UNFINISHED, ChildSpec, Job, JobLog, JobStatus
 from quaero.store import COUNTER_COLUMN, Store
@@ -398,6 +398,8 @@ class JobManager:
             if message:
                 level = "error" if outcome == JobStatus.FAILED else "info"
                 self.store.write_log(job.id, level, message, now)
+            if outcome == JobStatus.FAILED:
+                triage.record_error_group(self.db, job.id, error)
             if rows[0][0] == outcome:
                 totals.record_finished(self.db, [(job.type, outcome, job.started_at, now)])
                 changed = self.store.shift(job.ancestor_ids, {JobStatus.RUNNING: -1, outcome: 1})
@@ -521,8 +523,9 @@ class JobManager:
 
         return self.store.transaction(delete)
 
-    def retry_tree(self, job_id: int) -> Job:
-        """Run again the failed and cancelled jobs of a tree (never the completed ones).
+    def retry_tree(self, job_id: int, error_group: str | None = None) -> Job:
+        """Run again the failed and cancelled jobs of a tree (never the completed ones);
+        with `error_group`, only the failed jobs of that cause (quaero.triage).
 
         Each such job goes back to `pending` with its attempts reset. Finished ancestors
         of a retried job wait for it again: those whose own work was done go back to
@@ -538,6 +541,8 @@ class JobManager:
             # the whole tree's counters are recounted: lock from the root
             self.store.lock([job.root_id, *job.ancestor_ids, job.id])
             again = Job.status.in_([JobStatus.FAILED, JobStatus.CANCELLED])
+            if error_group is not None:
+                again = (Job.status == JobStatus.FAILED) & (Job.error_group == error_group)
             retried = list(
                 Job.select(Job.id, Job.priority, Job.path).where(self._subtree(job), again).tuples()
             )
@@ -559,6 +564,7 @@ class JobManager:
                     outcome=None,
                     attempts=0,
                     error=None,
+                    error_group=None,
                     traceback=None,
                     finished_at=None,
                     run_after=None,

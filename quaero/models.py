@@ -79,6 +79,7 @@ class Job(BaseModel):
     result = peewee.TextField(null=True)
     error = peewee.TextField(null=True)
     traceback = peewee.TextField(null=True)
+    error_group = peewee.TextField(null=True)  # quaero.triage.group_key of a final failure
     dedup_key = peewee.TextField(null=True)
     attempts = peewee.IntegerField(default=0)
     max_attempts = peewee.IntegerField(default=3)

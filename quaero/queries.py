@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import peewee
@@ -13,6 +14,7 @@ from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, JobStatus, Worker
 from quaero.queue import JobQueue
 
 WORKER_ALIVE_SECONDS = 60.0
+RUNNING_LISTED = 200  # running job ids listed with the workers (the oldest), at most
 SUMMARY_CHARS = 200  # of a listed job's payload URL and result title
 ERROR_CHARS = 1000  # of a listed job's error (the details carry all of it)
 LISTED_FIELDS = [
@@ -66,6 +68,11 @@ def _where(f: JobFilter) -> list[peewee.Expression]:
             match |= Job.id == int(f.q)
         clauses.append(match)
     return clauses
+
+
+def roots_where(f: JobFilter) -> list[peewee.Expression]:
+    """The WHERE clauses of a listing's filters (for bulk actions on what it lists)."""
+    return _where(f)
 
 
 def json_text(column: peewee.Field, key: str) -> peewee.Node:
@@ -204,6 +211,15 @@ def live_workers(now: float | None = None) -> list[dict]:
         .group_by(Job.worker_id)
         .tuples()
     )
+    running_ids: dict[str, list[int]] = {}
+    listed = (
+        Job.select(Job.worker_id, Job.id)
+        .where(Job.status == "running", Job.worker_id.is_null(False))
+        .order_by(Job.id)
+        .limit(RUNNING_LISTED)
+    )
+    for worker_id, job_id in listed.tuples():
+        running_ids.setdefault(worker_id, []).append(job_id)
     workers = Worker.select().where(
         Worker.stopped_at.is_null(), Worker.last_heartbeat > now - WORKER_ALIVE_SECONDS
     )
@@ -214,6 +230,7 @@ def live_workers(now: float | None = None) -> list[dict]:
             "pid": w.pid,
             "threads": w.threads,
             "running": running.get(w.id, 0),
+            "running_jobs": running_ids.get(w.id, []),
             "jobs_done": w.jobs_done,
             "started_at": w.started_at,
             "last_heartbeat": w.last_heartbeat,
@@ -240,3 +257,202 @@ def stats(queue: JobQueue) -> dict:
         "workers_alive": len(workers),
         "workers": workers,
     }
+
+
+# -- triage (issue 16): a whole tree's descendants, failures by cause, logs, export ------
+
+FINISHED = ("completed", "failed", "cancelled")
+DESCENDANT_SORTS = ("id", "-id", "finished_at", "-finished_at", "duration", "-duration")
+MAX_GROUPS = 200  # failure groups listed at most (the biggest causes come first anyway)
+EXPORT_CHUNK = 1000  # rows read per query while streaming an export
+#: Below this many jobs a tree's log tail reads each job's lines by index; above it, the
+#: newest log lines are walked backwards and kept when their job is in the tree.
+SMALL_TREE = 2000
+
+
+@dataclass(frozen=True)
+class DescendantFilter:
+    """Filters, sort and paging of a job's descendants (every level below it)."""
+
+    status: str | None = None
+    type: str | None = None
+    depth: int | None = None  # the jobs' own `depth` (a root is 0)
+    error_group: str | None = None
+    q: str | None = None
+    sort: str = "id"
+    limit: int = 50
+    offset: int = 0
+
+    @property
+    def unfiltered(self) -> bool:
+        """True when every descendant matches (the job's counters give the total)."""
+        return not (
+            self.status or self.type or self.depth is not None or self.error_group or self.q
+        )
+
+
+def subtree_below(job: Job) -> peewee.Expression:
+    """SQL for the job's descendants: its tree's jobs whose path starts with the job's
+    prefix, as a range of `path` (LIKE would not use an index; '0' follows '/')."""
+    if job.parent_id is None:
+        return (Job.root_id == job.id) & (Job.id != job.id)
+    prefix = job.descendant_prefix
+    return (Job.root_id == job.root_id) & (Job.path >= prefix) & (Job.path < prefix[:-1] + "0")
+
+
+def _descendant_order(f: DescendantFilter) -> list[peewee.Node]:
+    descending = f.sort.startswith("-")
+    key = f.sort.lstrip("-")
+    if key == "id":
+        return [Job.id.desc() if descending else Job.id.asc()]
+    column = Job.finished_at if key == "finished_at" else Job.finished_at - Job.started_at
+    if key == "finished_at" and f.status in FINISHED:
+        # finished jobs all have finished_at: a plain order (failed ones: it walks the
+        # index jobs_root_failed instead of sorting the tree)
+        return [column.desc(), Job.id.desc()] if descending else [column.asc(), Job.id.asc()]
+    ordered = column.desc(nulls="LAST") if descending else column.asc(nulls="LAST")
+    return [ordered, Job.id.asc()]
+
+
+def list_descendants(job: Job, f: DescendantFilter) -> tuple[list[Job], int]:
+    """One page of a job's descendants, every level, and their total."""
+    clauses = [subtree_below(job)]
+    if f.status:
+        # a literal (the status is one of STATUSES): SQLite uses the partial index
+        # jobs_root_failed only for a WHERE clause that spells out its condition
+        assert f.status in STATUSES
+        clauses.append(peewee.SQL(f"status = '{f.status}'"))
+    if f.type:
+        clauses.append(Job.type == f.type)
+    if f.depth is not None:
+        clauses.append(Job.depth == f.depth)
+    if f.error_group:
+        clauses.append(Job.error_group == f.error_group)
+    if f.q:
+        match = Job.name.contains(f.q) | Job.payload.contains(f.q) | Job.error.contains(f.q)
+        if f.q.isdigit():
+            match |= Job.id == int(f.q)
+        clauses.append(match)
+    columns = [
+        *LISTED_FIELDS,
+        peewee.fn.SUBSTR(Job.error, 1, ERROR_CHARS).alias("error"),
+        json_text(Job.payload, "url").alias("summary_url"),
+        json_text(Job.result, "title").alias("summary_title"),
+    ]
+    order = _descendant_order(f)
+    # the page's ids first, then its rows: PostgreSQL would otherwise compute the JSON
+    # summaries of every row the offset skips
+    ids = Job.select(Job.id).where(*clauses).order_by(*order).limit(f.limit).offset(f.offset)
+    page = list(Job.select(*columns).where(Job.id.in_(ids)).order_by(*order))
+    attach_running(page)
+    if f.unfiltered:
+        total = job.counts["total"]
+    elif f.offset == 0 and len(page) < f.limit:
+        total = len(page)
+    else:
+        total = Job.select().where(*clauses).count()
+    return page, total
+
+
+def _groups(rows: list[tuple]) -> list[dict]:
+    """Failure groups from (key, count, example id, first, last) rows: the message is
+    the example's error, normalised."""
+    from quaero import triage
+    from quaero.serialize import iso
+
+    examples = dict(
+        Job.select(Job.id, peewee.fn.SUBSTR(Job.error, 1, 2 * triage.MAX_MESSAGE))
+        .where(Job.id.in_([row[2] for row in rows]))
+        .tuples()
+    )
+    return [
+        {
+            "key": key,
+            "message": triage.normalise(examples.get(example) or ""),
+            "count": count,
+            "example_job_id": example,
+            "first_at": iso(first),
+            "last_at": iso(last),
+        }
+        for key, count, example, first, last in rows
+    ]
+
+
+def _group_rows(where: list[peewee.Expression]) -> list[dict]:
+    query = (
+        Job.select(
+            Job.error_group,
+            peewee.fn.COUNT(Job.id),
+            peewee.fn.MAX(Job.id),
+            peewee.fn.MIN(Job.finished_at),
+            peewee.fn.MAX(Job.finished_at).alias("last_at"),
+        )
+        .where(Job.error_group.is_null(False), *where)
+        .group_by(Job.error_group)
+        .order_by(peewee.SQL("last_at").desc())
+        .limit(MAX_GROUPS)
+    )
+    return _groups(list(query.tuples()))
+
+
+def tree_failures(job: Job) -> list[dict]:
+    """A job's failed descendants (and itself) grouped by cause, newest group first."""
+    if job.parent_id is None:
+        return _group_rows([Job.root_id == job.id])
+    return _group_rows([subtree_below(job) | (Job.id == job.id)])
+
+
+def failures(type: str | None = None, since: float | None = None) -> list[dict]:
+    """Failures of every tree grouped by cause, newest group first."""
+    where = []
+    if type:
+        where.append(Job.type == type)
+    if since is not None:
+        where.append(Job.finished_at >= since)
+    return _group_rows(where)
+
+
+def tree_logs(
+    job: Job, level: str | None = None, after_id: int | None = None, limit: int = 200
+) -> list[JobLog]:
+    """Log lines of a job and all its descendants, in time (id) order: after `after_id`
+    or the tail, at `level` or above."""
+    in_tree = subtree_below(job) | (Job.id == job.id)
+    if job.counts["total"] < SMALL_TREE:
+        ids = [i for (i,) in Job.select(Job.id).where(in_tree).tuples()]
+        query = JobLog.select().where(JobLog.job_id.in_(ids))
+    else:
+        # CROSS JOIN keeps SQLite's loop order: the newest log lines first, each checked
+        # against its job by primary key, so a tail stops after `limit` lines of the tree
+        query = (
+            JobLog.select(JobLog)
+            .join(Job, peewee.JOIN.CROSS)
+            .where(Job.id == JobLog.job_id, in_tree)
+        )
+    if level and level != LOG_LEVELS[0]:
+        query = query.where(JobLog.level.in_(LOG_LEVELS[LOG_LEVELS.index(level) :]))
+    if after_id is not None:
+        return list(query.where(JobLog.id > after_id).order_by(JobLog.id).limit(limit))
+    return list(reversed(query.order_by(JobLog.id.desc()).limit(limit)))
+
+
+def export_rows(job: Job) -> Iterator[dict]:
+    """Every descendant of a job as an export row, read `EXPORT_CHUNK` rows at a time
+    (keyset paging on the id: no open cursor, no tree in memory)."""
+    columns = (
+        Job.id, Job.parent_id, Job.depth, Job.type, Job.status, Job.name, Job.payload,
+        Job.result, Job.error, Job.attempts, Job.created_at, Job.started_at, Job.finished_at,
+    )  # fmt: skip
+    last = 0
+    while True:
+        chunk = list(
+            Job.select(*columns)
+            .where(subtree_below(job), Job.id > last)
+            .order_by(Job.id)
+            .limit(EXPORT_CHUNK)
+            .dicts()
+        )
+        yield from chunk
+        if len(chunk) < EXPORT_CHUNK:
+            return
+        last = chunk[-1]["id"]

@@ -73,6 +73,7 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "duration": duration,
         "worker_id": job.worker_id,
         "lease_expires_at": iso(job.lease_expires_at),
+        "error_group": job.error_group,
     }
 
 

@@ -41,6 +41,18 @@ FIGURES = {
     "P6": ["P6.rate_1", "P6.rate_4", "P6.speedup"],
     "P7": ["P7.rq_rate", "P7.ratio"],
     "P8": ["P8.recovery_s"],
+    "P12": [
+        f"P12.{store}_{name}"
+        for store in ("sqlite", "postgresql")
+        for name in (
+            "descendants_p95_ms",
+            "failures_p95_ms",
+            "logs_p95_ms",
+            "export_rate",
+            "export_rss_mb",
+            "dialog_ms",
+        )
+    ],
 }
 
 
@@ -124,3 +136,16 @@ def test_smoke_of_scale_out_on_redis_and_postgresql_reports_every_figure(tmp_pat
     require(listening(5432), "PostgreSQL on 127.0.0.1:5432")
     results = run_smoke(tmp_path, ["P6"])
     assert_measured(results, ["P6"])
+
+
+def test_smoke_of_failure_triage_on_sqlite_and_postgresql_reports_every_figure(
+    tmp_path: Path,
+) -> None:
+    require(listening(5432), "PostgreSQL on 127.0.0.1:5432")
+    require(os.path.exists("/usr/bin/chromium"), "Debian's chromium (`make test` installs it)")
+    results = run_smoke(tmp_path, ["P12"])
+    assert_measured(results, ["P12"])
+    for store in ("sqlite", "postgresql"):
+        details = results["details"]["P12"][store]
+        assert details["descendants"] == 3000 and details["failed"] == 300
+        assert details["export_jsonl"]["rows"] == 3000

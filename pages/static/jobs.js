@@ -17,6 +17,7 @@
 (() => {
   const POLL_MS = 2000;
   const CHILDREN_LIMIT = 20;
+  const DESC_LIMIT = 20;          // rows per page of the dialog's "All jobs" view
   const LOG_LIMIT = 200;
   const LOG_PAGES_PER_TICK = 5;   // catch up at most 1000 lines per poll
   const MAX_LOG_LINES = 5000;     // keep the DOM small on chatty jobs
@@ -269,6 +270,51 @@
     return true;
   }
 
+  // ---- bulk actions: everything a filter matches (POST /api/jobs/bulk) -------------
+
+  const BULK = {
+    retry: { verb: 'Retry', what: 'failed or cancelled jobs', button: 'Retry them', safe: true },
+    cancel: { verb: 'Cancel', what: 'unfinished jobs', button: 'Cancel them' },
+    delete: { verb: 'Delete', what: 'jobs (whole finished trees, with their logs; this cannot be undone)', button: 'Delete them' },
+    pause: { verb: 'Pause', what: 'unfinished jobs', button: 'Pause them', safe: true },
+    resume: { verb: 'Resume', what: 'held-back jobs', button: 'Resume them', safe: true },
+  };
+
+  /** Count what a bulk action touches, ask with that number, do it, report; true when done. */
+  async function runBulk(kind, filter, scope) {
+    const action = BULK[kind];
+    let counted;
+    try {
+      counted = await api('POST', '/jobs/bulk', { action: kind, filter, dry_run: true });
+    } catch (err) {
+      flash(`Could not count the jobs to ${kind}: ${err.message}`, 'error');
+      return false;
+    }
+    if (!counted.jobs) {
+      flash(`Nothing to ${kind}: none of the ${counted.matched} matching trees has ${action.what.split(' (')[0]}.`, 'info');
+      return false;
+    }
+    const trees = counted.matched === 1 ? '1 tree' : `${counted.matched} trees`;
+    const question = `${action.verb} ${counted.jobs} ${action.what} in ${trees} ${scope}?`;
+    const ok = await window.Alpine.store('confirm').ask(question, action.button, !action.safe);
+    if (!ok) return false;
+    let answer;
+    try {
+      answer = await api('POST', '/jobs/bulk', { action: kind, filter });
+    } catch (err) {
+      flash(`Could not ${kind}: ${err.message}`, 'error');
+      return false;
+    }
+    if (answer.job_id) {
+      flash(`${action.verb}: ${answer.jobs} jobs in ${answer.matched} trees, as bulk job #${answer.job_id}.`, 'ok');
+    } else {
+      const skipped = answer.skipped ? `, ${answer.skipped} skipped (wrong state)` : '';
+      flash(`${action.verb}: ${answer.done} of ${answer.matched} trees done${skipped}.`, 'ok');
+    }
+    emit('jobs-changed', { action: `bulk-${kind}` });
+    return true;
+  }
+
   // ---- the address bar: filters and the open job ---------------------------------
 
   const DEFAULT_LIMIT = 50;
@@ -391,6 +437,8 @@
       applied: 0,     // ... and of the last one shown, so a slow answer never wins
       searchTimer: null,
       listPath: '',   // the URL the shown rows came from
+      selectAll: false,   // "select all that match": the bulk actions act on the filter
+      bulkBusy: false,
 
       init() {
         const initial = initialState();
@@ -441,6 +489,7 @@
       // -- filters and the address bar
       applyFilters() {
         clearTimeout(this.searchTimer);
+        this.selectAll = false;   // a selection is of what the last filters matched
         this.filters.offset = 0;
         this.navigate();
       },
@@ -486,6 +535,59 @@
         this.filters = filters;
         this.refresh();
         emit(job === null ? 'close-job' : 'open-job', { id: job });
+      },
+
+      // -- select all that match, and act on them
+      canSelectAll() {
+        return !format.readOnly() && this.hasFilters() && this.total > 0;
+      },
+      selectAllHint() {
+        return !format.readOnly() && !this.hasFilters() && this.total > 0;
+      },
+      selectAllText() {
+        return this.total === 1 ? 'Select the 1 root job that matches' : `Select all ${this.total} root jobs that match`;
+      },
+      /** The bulk filter of the table's filters (the roots they list). */
+      bulkFilter() {
+        const f = this.filters;
+        const filter = {};
+        if (f.status) filter.status = f.status;
+        if (f.type) filter.type = f.type;
+        if (f.q) filter.q = f.q;
+        if (f.has_failures) filter.has_failures = true;
+        return filter;
+      },
+      async bulk(kind) {
+        this.bulkBusy = true;
+        try {
+          if (await runBulk(kind, this.bulkFilter(), 'under the root jobs that match these filters')) {
+            this.selectAll = false;
+          }
+        } finally {
+          this.bulkBusy = false;
+        }
+      },
+
+      // -- the workers panel (from /api/stats)
+      workerRows() {
+        return this.stats.workers || [];
+      },
+      noWorkers() {
+        return this.workerRows().length === 0;
+      },
+      workersCount() {
+        return `(${this.workerRows().length})`;
+      },
+      noRunning(w) {
+        return !(w.running_jobs && w.running_jobs.length);
+      },
+      jobIdText(id) {
+        return `#${id}`;
+      },
+      heartbeatAgo(w) {
+        if (!w.last_heartbeat) return '—';
+        const seconds = Math.max(0, Date.now() / 1000 - w.last_heartbeat);
+        return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s ago`;
       },
 
       // -- what the template reads
@@ -638,7 +740,18 @@
       logs: [],
       lastLogId: 0,
       logLevel: 'debug',
+      logTree: false,       // the log of the whole tree under the job, not its own
       follow: true,
+      view: 'children',     // children | all | failures
+      desc: [],             // the "All jobs" view: a page of descendants
+      descPath: '',
+      descTotal: 0,
+      descPage: 1,
+      descPageInput: '1',
+      descStatus: '',
+      descGroup: '',        // an error group's key (from the Failures view)
+      groups: [],           // the Failures view
+      groupsPath: '',
       generation: 0,        // bumped when the open job changes: late answers are dropped
       logGeneration: 0,     // bumped when the log is reset
       returnFocus: null,
@@ -676,6 +789,7 @@
           this.childrenTotal = 0;
           this.childOffset = 0;
           this.childStatus = '';
+          this.resetViews();
           this.clearLogs();
           const panel = this.$refs.panel;
           if (panel) panel.scrollTop = 0;
@@ -721,7 +835,7 @@
 
       async refresh() {
         if (!this.isOpen || this.jobId === null || this.gone) return;
-        await Promise.all([this.loadJob(), this.loadChildren(), this.loadLogs()]);
+        await Promise.all([this.loadJob(), this.loadView(), this.loadLogs()]);
       },
 
       onJobsChanged(detail) {
@@ -806,6 +920,154 @@
         }
       },
 
+      // -- the views under the job: children, all jobs (descendants), failures
+      resetViews() {
+        this.desc = [];
+        this.descPath = '';
+        this.descTotal = 0;
+        this.descPage = 1;
+        this.descPageInput = '1';
+        this.descStatus = '';
+        this.descGroup = '';
+        this.groups = [];
+        this.groupsPath = '';
+      },
+      loadView() {
+        if (this.view === 'all') return this.loadDescendants();
+        if (this.view === 'failures') return this.loadFailures();
+        return this.loadChildren();
+      },
+      setView(view) {
+        this.view = view;
+        return this.loadView();
+      },
+      viewIs(view) {
+        return this.view === view;
+      },
+      viewPressed(view) {
+        return this.view === view ? 'true' : 'false';
+      },
+
+      async loadDescendants() {
+        const generation = this.generation;
+        const params = query({
+          limit: DESC_LIMIT, offset: (this.descPage - 1) * DESC_LIMIT,
+          status: this.descStatus, error_group: this.descGroup,
+        });
+        try {
+          const path = `/jobs/${this.jobId}/descendants?${params}`;
+          const { changed, data } = await poll304(path);
+          if (generation !== this.generation) return;
+          if (!changed && path === this.descPath) return;
+          this.descPath = path;
+          this.desc = data.jobs;
+          this.descTotal = data.total;
+        } catch (err) {
+          if (generation === this.generation && err.status !== 404) {
+            this.error = `Could not load the jobs under #${this.jobId}: ${err.message}`;
+          }
+        }
+      },
+      reloadDescendants() {
+        return this.goDescPage(1);
+      },
+      descPages() {
+        return Math.max(1, Math.ceil(this.descTotal / DESC_LIMIT));
+      },
+      goDescPage(page) {
+        const wanted = Math.floor(Number(page));
+        this.descPage = Number.isFinite(wanted) ? Math.min(Math.max(1, wanted), this.descPages()) : 1;
+        this.descPageInput = String(this.descPage);
+        return this.loadDescendants();
+      },
+      stepDescPage(step) {
+        return this.goDescPage(this.descPage + step);
+      },
+      jumpDescPage() {
+        return this.goDescPage(this.descPageInput);
+      },
+      descNoPrev() {
+        return this.descPage <= 1;
+      },
+      descNoNext() {
+        return this.descPage >= this.descPages();
+      },
+      descPagesText() {
+        return `of ${this.descPages()}`;
+      },
+      descRangeText() {
+        if (!this.descTotal) return 'none';
+        const first = (this.descPage - 1) * DESC_LIMIT + 1;
+        return `${first}–${first + this.desc.length - 1} of ${this.descTotal}`;
+      },
+      descCount() {
+        return `(${this.descTotal})`;
+      },
+      noDesc() {
+        return this.desc.length === 0;
+      },
+      clearGroup() {
+        this.descGroup = '';
+        this.descStatus = '';
+        return this.reloadDescendants();
+      },
+
+      async loadFailures() {
+        const generation = this.generation;
+        try {
+          const path = `/jobs/${this.jobId}/failures`;
+          const { changed, data } = await poll304(path);
+          if (generation !== this.generation) return;
+          if (!changed && path === this.groupsPath) return;
+          this.groupsPath = path;
+          this.groups = data.groups;
+        } catch (err) {
+          if (generation === this.generation && err.status !== 404) {
+            this.error = `Could not load the failures under #${this.jobId}: ${err.message}`;
+          }
+        }
+      },
+      noGroups() {
+        return this.groups.length === 0;
+      },
+      groupsCount() {
+        const failed = this.groups.reduce((sum, g) => sum + g.count, 0);
+        return `(${failed} failed, ${this.groups.length} ${this.groups.length === 1 ? 'cause' : 'causes'})`;
+      },
+      groupWhen(g) {
+        return g.first_at === g.last_at ? `at ${format.fmtTime(g.last_at)}`
+          : `${format.fmtTime(g.first_at)} – ${format.fmtTime(g.last_at)}`;
+      },
+      exampleText(g) {
+        return `example: #${g.example_job_id}`;
+      },
+      retryGroupText(g) {
+        return `Retry these ${g.count}`;
+      },
+      canRetryGroups() {
+        return !format.readOnly();
+      },
+      showGroup(g) {
+        this.descGroup = g.key;
+        this.descStatus = 'failed';
+        this.view = 'all';
+        return this.reloadDescendants();
+      },
+      async retryGroup(g) {
+        const done = await runBulk('retry', { root_id: this.jobId, error_group: g.key },
+          `under #${this.jobId} that failed with “${g.message}”`);
+        if (done) {
+          this.groupsPath = '';
+          this.loadFailures();
+        }
+      },
+      exportHref(fmt) {
+        return `${initialState().api || '/api'}/jobs/${this.jobId}/export?format=${fmt}`;
+      },
+      jobIdText(id) {
+        return `#${id}`;
+      },
+
       reloadChildren() {
         this.childOffset = 0;
         return this.loadChildren();
@@ -860,7 +1122,9 @@
         for (let page = 0; page < LOG_PAGES_PER_TICK; page++) {
           let lines;
           try {
-            const params = query({ after_id: this.lastLogId, limit: LOG_LIMIT, level: this.logLevel });
+            const params = query({
+              after_id: this.lastLogId, limit: LOG_LIMIT, level: this.logLevel, tree: this.logTree ? 1 : '',
+            });
             lines = (await poll304(`/jobs/${this.jobId}/logs?${params}`)).data.logs || [];
           } catch (err) {
             if (generation === this.generation && err.status !== 404) {

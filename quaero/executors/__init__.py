@@ -1,6 +1,6 @@
 """Executors by type name; importing this package registers the built-in ones."""
 
-from quaero.executors import builtin, crawler  # noqa: F401  (registration on import)
+from quaero.executors import builtin, bulk, crawler  # noqa: F401  (registration on import)
 from quaero.executors.base import (
     REGISTRY,
     ChildSpec,

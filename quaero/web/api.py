@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from quaero import idempotency, queries
+from quaero import bulk, export, idempotency, queries
 from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
 from quaero.metrics import CONTENT_TYPE, render_metrics
@@ -130,7 +131,10 @@ def bool_arg(name: str) -> bool | None:
 # (or a filter this version lacks) never silently lists everything.
 LISTING_ARGS = ("status", "type", "q", "has_failures", "limit", "offset")
 JOBS_ARGS = ("parent_id", "root_id", *LISTING_ARGS)
-LOGS_ARGS = ("level", "after_id", "limit")
+LOGS_ARGS = ("level", "after_id", "limit", "tree")
+DESCENDANTS_ARGS = ("status", "type", "depth", "error_group", "q", "sort", "limit", "offset")
+FAILURES_ARGS = ("type", "since")
+EXPORT_ARGS = ("format",)
 
 
 def reject_unknown_args(allowed: tuple[str, ...]) -> None:
@@ -226,15 +230,86 @@ def children(job_id: int):
 
 @bp.get(JOB + "/logs")
 def logs(job_id: int):
-    _job_or_404(job_id)
+    job = _job_or_404(job_id)
     reject_unknown_args(LOGS_ARGS)
-    lines = queries.job_logs(
-        job_id,
-        level=choice_arg("level", LOG_LEVELS),
-        after_id=int_arg("after_id", None, 0),
-        limit=int_arg("limit", 200, 1, 1000),
-    )
+    level = choice_arg("level", LOG_LEVELS)
+    after_id = int_arg("after_id", None, 0)
+    limit = int_arg("limit", 200, 1, 1000)
+    if bool_arg("tree"):
+        lines = queries.tree_logs(job, level=level, after_id=after_id, limit=limit)
+    else:
+        lines = queries.job_logs(job_id, level=level, after_id=after_id, limit=limit)
     return jsonify({"logs": [log_to_dict(line) for line in lines]})
+
+
+@bp.get(JOB + "/descendants")
+def descendants(job_id: int):
+    job = _job_or_404(job_id)
+    reject_unknown_args(DESCENDANTS_ARGS)
+    f = queries.DescendantFilter(
+        status=choice_arg("status", STATUSES),
+        type=text_arg("type", 64),
+        depth=int_arg("depth", None, 0, 1_000_000),
+        error_group=text_arg("error_group", 64),
+        q=text_arg("q", 200),
+        sort=choice_arg("sort", queries.DESCENDANT_SORTS) or "id",
+        limit=int_arg("limit", 50, 1, MAX_LIMIT),
+        offset=int_arg("offset", 0, 0),
+    )
+    jobs, total = queries.list_descendants(job, f)
+    return jsonify(
+        {
+            "jobs": [job_summary_to_dict(j) for j in jobs],
+            "total": total,
+            "limit": f.limit,
+            "offset": f.offset,
+        }
+    )
+
+
+@bp.get(JOB + "/failures")
+def tree_failures(job_id: int):
+    job = _job_or_404(job_id)
+    reject_unknown_args(())
+    return jsonify({"groups": queries.tree_failures(job)})
+
+
+def time_arg(name: str) -> float | None:
+    """A point in time: epoch seconds or ISO 8601 (UTC unless it says), or a 400."""
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        message = "must be epoch seconds or an ISO 8601 time"
+        raise ValidationFailed(f"{name} {message}", {name: message}) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+@bp.get("/api/failures")
+def failures():
+    reject_unknown_args(FAILURES_ARGS)
+    groups = queries.failures(type=text_arg("type", 64), since=time_arg("since"))
+    return jsonify({"groups": groups})
+
+
+@bp.get(JOB + "/export")
+def export_tree(job_id: int):
+    job = _job_or_404(job_id)
+    reject_unknown_args(EXPORT_ARGS)
+    fmt = choice_arg("format", tuple(export.FORMATS)) or "jsonl"
+    response = Response(
+        stream_with_context(export.stream(job, fmt)), content_type=export.FORMATS[fmt]
+    )
+    response.headers["Content-Disposition"] = f'attachment; filename="job-{job.id}.{fmt}"'
+    return response
 
 
 @bp.post(JOB + "/cancel")
@@ -281,6 +356,27 @@ def resume(job_id: int):
 def delete(job_id: int):
     deleted = services().manager.delete_tree(job_id)
     return jsonify({"deleted": deleted})
+
+
+@bp.post("/api/jobs/bulk")
+def bulk_action():
+    action, f, dry_run = bulk.parse(json_body())
+    counts = {"action": action, **bulk.count(action, f)}
+    if dry_run:
+        return jsonify({**counts, "dry_run": True})
+    if counts["jobs"] <= services().config.jobs.bulk_inline_jobs:
+        return jsonify({**counts, **bulk.run(services().manager, action, f)})
+    # large: a job of its own, with progress, that a restart does not lose
+    job = services().manager.create_root(
+        "bulk",
+        {"action": action, "filter": f.as_json(), "expected": counts},
+        name=f"bulk {action}: {counts['jobs']} jobs in {counts['matched']} trees",
+        max_attempts=1,
+    )
+    response = jsonify({**counts, "job_id": job.id})
+    response.status_code = 202
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return response
 
 
 @bp.get("/api/stats")

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify
 
 from quaero.executors.base import public_types
 from quaero.models import LOG_LEVELS, STATUSES
+from quaero.queries import DESCENDANT_SORTS
 from quaero.validation import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
 from quaero.web.api import MAX_ID, MAX_LIMIT
 from quaero.web.payload_schemas import payload_property, payload_schemas
@@ -160,6 +161,10 @@ JOB_PROPERTIES = {
     "duration": NULLABLE_NUMBER,
     "worker_id": NULLABLE_STRING,
     "lease_expires_at": NULLABLE_STRING,
+    "error_group": {
+        **NULLABLE_STRING,
+        "description": "the cause of a final failure (GET /api/jobs/{job_id}/failures)",
+    },
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -257,7 +262,105 @@ SCHEMAS: dict[str, Any] = {
             "scheduled": {"type": "integer"},
             "oldest_pending_age": NULLABLE_NUMBER,
             "workers_alive": {"type": "integer"},
-            "workers": {"type": "array", "items": {"type": "object"}},
+            "workers": {
+                "type": "array",
+                "description": "live workers (a heartbeat in the last 60 s)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "hostname": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "threads": {"type": "integer"},
+                        "running": {"type": "integer"},
+                        "running_jobs": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "ids of the jobs it runs (the oldest 200 in all)",
+                        },
+                        "jobs_done": {"type": "integer"},
+                        "started_at": {"type": "number"},
+                        "last_heartbeat": {"type": "number"},
+                    },
+                },
+            },
+        },
+    },
+    "FailureGroups": {
+        "type": "object",
+        "required": ["groups"],
+        "properties": {
+            "groups": {
+                "type": "array",
+                "description": "newest group (latest failure) first, 200 groups at most",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "key",
+                        "message",
+                        "count",
+                        "example_job_id",
+                        "first_at",
+                        "last_at",
+                    ],
+                    "properties": {
+                        "key": {"type": "string", "description": "error_group= of listings"},
+                        "message": {
+                            "type": "string",
+                            "description": "the error with numbers, URLs, ids, quoted values "
+                            "and addresses replaced by <n>, <url>, <id>, <str>, <addr>",
+                        },
+                        "count": {"type": "integer"},
+                        "example_job_id": {"type": "integer"},
+                        "first_at": NULLABLE_STRING,
+                        "last_at": NULLABLE_STRING,
+                    },
+                },
+            }
+        },
+    },
+    "BulkRequest": {
+        "type": "object",
+        "required": ["action", "filter"],
+        "properties": {
+            "action": {"type": "string", "enum": ["retry", "cancel", "delete", "pause", "resume"]},
+            "filter": {
+                "type": "object",
+                "description": "roots' filters (status, type, q, has_failures), a tree "
+                "(root_id), an error group (error_group, alone or with root_id), or "
+                "ids (a list of root ids); at least one",
+                "additionalProperties": False,
+                "properties": {
+                    "status": {"type": "string", "enum": list(STATUSES)},
+                    "type": {"type": "string", "maxLength": 64},
+                    "q": {"type": "string", "maxLength": 200},
+                    "has_failures": {"type": "boolean"},
+                    "root_id": _int(1),
+                    "error_group": {"type": "string", "maxLength": 64},
+                    "ids": {"type": "array", "items": _int(1), "maxItems": 1000},
+                },
+            },
+            "dry_run": {
+                "type": "boolean",
+                "description": "only count what the action would touch (the page asks first)",
+            },
+        },
+    },
+    "BulkResult": {
+        "type": "object",
+        "required": ["action", "matched", "jobs"],
+        "properties": {
+            "action": {"type": "string"},
+            "matched": {"type": "integer", "description": "roots (or trees) the filter matched"},
+            "jobs": {
+                "type": "integer",
+                "description": "jobs the action touches (an estimate "
+                "from the trees' counters when dry_run)",
+            },
+            "done": {"type": "integer", "description": "trees acted on"},
+            "skipped": {"type": "integer", "description": "trees in the wrong state for it"},
+            "job_id": {"type": "integer", "description": "202: the bulk job doing it"},
+            "dry_run": {"type": "boolean"},
         },
     },
     "Health": {
@@ -370,6 +473,11 @@ def document(demo_types: bool = False) -> dict[str, Any]:
                     _query("level", {"type": "string", "enum": list(LOG_LEVELS)}, "minimum"),
                     _query("after_id", _int(0), "only lines after this id"),
                     _query("limit", _int(1, 1000, default=200), "lines at most"),
+                    _query(
+                        "tree",
+                        {"type": "string", "enum": ["true", "false", "1", "0"]},
+                        "true: the lines of the job and all its descendants, in time order",
+                    ),
                 ],
                 "responses": {
                     "200": _json(
@@ -381,6 +489,106 @@ def document(demo_types: bool = False) -> dict[str, Any]:
                         "log lines, oldest first",
                     ),
                     **_errors("400", "404"),
+                },
+            }
+        },
+        "/api/jobs/{job_id}/descendants": {
+            "get": {
+                "summary": "Every descendant of a job (all levels), with filters and sorting",
+                "parameters": [
+                    JOB_ID,
+                    _query("status", {"type": "string", "enum": list(STATUSES)}, "in this status"),
+                    _query("type", {"type": "string", "maxLength": 64}, "of this type"),
+                    _query("depth", _int(0, 1_000_000), "at this depth (a root is 0)"),
+                    _query(
+                        "error_group",
+                        {"type": "string", "maxLength": 64},
+                        "failed with this cause (a key of /failures)",
+                    ),
+                    _query(
+                        "q", {"type": "string", "maxLength": 200}, "in names, payloads and errors"
+                    ),
+                    _query(
+                        "sort",
+                        {"type": "string", "enum": list(DESCENDANT_SORTS), "default": "id"},
+                        "order; '-' for descending (unfinished jobs last)",
+                    ),
+                    _query("limit", _int(1, MAX_LIMIT, default=50), "page size"),
+                    _query("offset", _int(0, default=0), "jobs to skip"),
+                ],
+                "responses": {
+                    "200": _json(_ref("JobList"), "a page of descendants"),
+                    **_errors("400", "404"),
+                },
+            }
+        },
+        "/api/jobs/{job_id}/failures": {
+            "get": {
+                "summary": "The failed jobs of a tree (the job and its descendants) by cause",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": _json(_ref("FailureGroups"), "failure groups"),
+                    **_errors("400", "404"),
+                },
+            }
+        },
+        "/api/failures": {
+            "get": {
+                "summary": "Failed jobs of every tree by cause",
+                "parameters": [
+                    _query("type", {"type": "string", "maxLength": 64}, "jobs of this type"),
+                    _query(
+                        "since",
+                        {"type": "string"},
+                        "failed at or after: epoch seconds or ISO 8601 (UTC unless it says)",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(_ref("FailureGroups"), "failure groups"),
+                    **_errors("400"),
+                },
+            }
+        },
+        "/api/jobs/{job_id}/export": {
+            "get": {
+                "summary": "Every descendant, streamed as JSON lines or CSV",
+                "parameters": [
+                    JOB_ID,
+                    _query(
+                        "format",
+                        {"type": "string", "enum": ["jsonl", "csv"], "default": "jsonl"},
+                        "jsonl: one job object a line (result decoded); csv: a crawl "
+                        "page's url, status_code, title, depth and bytes as columns",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the rows, oldest job first (an attachment)",
+                        "content": {
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors("400", "404"),
+                },
+            }
+        },
+        "/api/jobs/bulk": {
+            "post": {
+                "summary": "Retry, cancel, delete, pause or resume every job a filter matches",
+                "description": (
+                    "Small actions run at once (200 with counts); ones touching more than "
+                    "[jobs] bulk_inline_jobs jobs run as a `bulk` job of their own, "
+                    "answered 202 with its id (its progress and log tell how it goes)."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BulkRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("BulkResult"), "done (or counted, with dry_run)"),
+                    "202": _json(_ref("BulkResult"), "started as the job `job_id`"),
+                    **_errors("400", "413", "415"),
                 },
             }
         },

@@ -48,7 +48,13 @@ def jobs_page():
         types=public_types(services().config.jobs.demo_types),
         stats={
             k: stats[k]
-            for k in ("root_counts", "roots_with_failures", "queue_depth", "workers_alive")
+            for k in (
+                "root_counts",
+                "roots_with_failures",
+                "queue_depth",
+                "workers_alive",
+                "workers",
+            )
         },
         open_job=parse_id(open_job),
         read_only=services().config.server.read_only,
