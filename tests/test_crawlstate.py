@@ -13,14 +13,26 @@ BACKENDS = ["sqlite", "postgresql"]
 
 def test_depths_only_go_down_and_each_improvement_is_claimed_once(manager):
     db, tx = manager.db, partial(manager.store.transaction, durable=False)
-    assert crawlstate.found_at(db, tx, 1, ["u/a", "u/b"], 3) == []  # first seen: nothing fetched
+    found = partial(crawlstate.found_at, db, tx)
+    assert found(1, ["u/a", "u/b"], 3, finder=10) == []  # first seen: nothing fetched
     assert crawlstate.record_fetched(db, tx, 1, "u/a", 3, ["u/x"]) == 3
-    assert crawlstate.found_at(db, tx, 1, ["u/a"], 4) == []  # farther: no change
-    assert crawlstate.found_at(db, tx, 1, ["u/a", "u/b"], 2) == [("u/a", 2, ["u/x"])]
-    assert crawlstate.found_at(db, tx, 1, ["u/a"], 2) == []  # the same depth again: claimed
+    assert found(1, ["u/a"], 4, finder=11) == []  # farther: no change
+    assert found(1, ["u/a", "u/b"], 2, finder=12) == [("u/a", 2, ["u/x"])]
+    assert found(1, ["u/a"], 2, finder=13) == []  # the same depth again: claimed
     # a page found nearer before its fetch stored its links expands at the nearer depth
     assert crawlstate.record_fetched(db, tx, 1, "u/b", 3, []) == 2
-    assert crawlstate.found_at(db, tx, 2, ["u/a"], 1) == []  # another crawl: its own rows
+    assert found(2, ["u/a"], 1, finder=14) == []  # another crawl: its own rows
+
+
+def test_a_new_attempt_of_the_finder_gets_its_claim_back(manager):
+    """The claim committed, the spawns after it were lost (a crash): the finder's next
+    attempt follows the stored links again; no other job does."""
+    db, tx = manager.db, partial(manager.store.transaction, durable=False)
+    found = partial(crawlstate.found_at, db, tx)
+    crawlstate.record_fetched(db, tx, 1, "u/a", 3, ["u/x"])
+    assert found(1, ["u/a"], 2, finder=20) == [("u/a", 2, ["u/x"])]
+    assert found(1, ["u/a"], 2, finder=21) == []
+    assert found(1, ["u/a"], 2, finder=20) == [("u/a", 2, ["u/x"])]
 
 
 def test_host_slots_are_delay_apart(manager):

@@ -243,12 +243,15 @@ class CrawlPageExecutor(Executor):
         db, transaction = ctx.manager.db, partial(ctx.manager.store.transaction, durable=False)
         new_ids: list[int] = []
         frontier = [(links, depth)]
+        followed: set[tuple[str, int]] = set()  # re-expansions of this attempt
         while frontier:
             links, depth = frontier.pop()
             if depth >= max_depth or not links:
                 continue
             ctx.raise_if_cancelled()
-            nearer = crawlstate.found_at(db, transaction, ctx.job.root_id, links, depth + 1)
+            nearer = crawlstate.found_at(
+                db, transaction, ctx.job.root_id, links, depth + 1, finder=ctx.job.id
+            )
             children = [
                 ChildSpec(
                     "crawl_page", {"url": link, "depth": depth + 1, "crawl": crawl}, link, link
@@ -257,6 +260,9 @@ class CrawlPageExecutor(Executor):
             ]
             new_ids += ctx.spawn(children, root_limit=max_pages)
             for url, best, stored in nearer:
+                if (url, best) in followed:  # a claim of ours this attempt already followed
+                    continue
+                followed.add((url, best))
                 ctx.info(f"{url} found again at depth {best}: following its links from there")
                 frontier.append((stored, best))
         return new_ids

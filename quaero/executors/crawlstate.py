@@ -44,8 +44,9 @@ IMPROVE_SQL = (
     " WHERE crawl_pages.depth > excluded.depth"
 )
 CLAIM_SQL = (
-    "UPDATE crawl_pages SET expanded = depth"
-    " WHERE root_id = {p} AND url IN ({urls}) AND links IS NOT NULL AND expanded > depth"
+    "UPDATE crawl_pages SET expanded = depth, expanded_by = {p}"
+    " WHERE root_id = {p} AND url IN ({urls}) AND links IS NOT NULL"
+    " AND (expanded > depth OR (expanded = depth AND expanded_by = {p}))"
     " RETURNING url, depth, links"
 )
 SLOT_SQL = (
@@ -68,11 +69,18 @@ def record_fetched(
 
 
 def found_at(
-    db: peewee.Database, transaction: Transaction, root_id: int, urls: list[str], depth: int
+    db: peewee.Database,
+    transaction: Transaction,
+    root_id: int,
+    urls: list[str],
+    depth: int,
+    finder: int,
 ) -> list[tuple[str, int, list[str]]]:
     """Record that `urls` are `depth` links from the start page (a row is only ever
     lowered); returns the already-fetched ones whose depth this lowered, as (url, new
-    depth, stored links), each claimed by this caller alone for re-expansion."""
+    depth, stored links), each claimed by job `finder` alone for re-expansion. A new
+    attempt of the same finder gets its claims back: the claim may have committed
+    while the spawns that follow it were lost, and spawning them again is harmless."""
     p = db.param
     claimed: list[tuple[str, int, list[str]]] = []
     for start in range(0, len(urls), CHUNK):
@@ -83,7 +91,7 @@ def found_at(
 
         def write(chunk: list[str] = chunk, improve: str = improve, claim: str = claim) -> list:
             db.execute_sql(improve, [v for url in chunk for v in (root_id, url, depth)])
-            return db.execute_sql(claim, [root_id, *chunk]).fetchall()
+            return db.execute_sql(claim, [finder, root_id, *chunk, finder]).fetchall()
 
         for url, best, links in transaction(write):
             claimed.append((url, int(best), json.loads(links)))
