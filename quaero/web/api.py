@@ -11,7 +11,7 @@ from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from quaero import idempotency, queries
+from quaero import idempotency, queries, schedules
 from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
 from quaero.metrics import CONTENT_TYPE, render_metrics
@@ -291,6 +291,11 @@ def stats():
 @bp.get("/api/types")
 def types():
     return jsonify({"types": public_types(services().config.jobs.demo_types)})
+
+
+@bp.get("/api/schedules")
+def list_schedules():
+    return jsonify({"schedules": schedules.schedules_to_dicts(services().manager)})
 
 
 @bp.get("/healthz")
