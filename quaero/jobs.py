@@ -111,9 +111,12 @@ class JobManager:
         max_attempts: int | None = None,
         timeout: float | None = None,
         in_transaction: Callable[[Job], None] | None = None,
+        run_after: float | None = None,
+        on_child_failure: str = "ignore",
     ) -> Job:
-        """Create a root job and put it on the queue; `in_transaction(job)` runs in the
-        inserting transaction (an idempotency key is recorded there; raising undoes it)."""
+        """Create a root job and put it on the queue (at `run_after`, if given);
+        `in_transaction(job)` runs in the inserting transaction (an idempotency key is
+        recorded there; raising undoes it)."""
         now = time.time()
 
         def insert() -> Job:
@@ -128,6 +131,8 @@ class JobManager:
                 max_attempts=max_attempts or self.config.jobs.max_attempts,
                 priority=priority,
                 timeout=timeout,
+                run_after=run_after,
+                on_child_failure=on_child_failure,
                 created_at=now,
                 updated_at=now,
             )
@@ -140,7 +145,10 @@ class JobManager:
 
         job = self.store.transaction(insert)
         fault_point("before-enqueue")
-        self.queue.enqueue([(job.id, priority)])
+        if run_after is not None and run_after > time.time():
+            self.queue.enqueue_later(job.id, priority, run_after - time.time())
+        else:
+            self.queue.enqueue([(job.id, priority)])
         return job
 
     def spawn_children(
@@ -591,6 +599,7 @@ class JobManager:
             priority=job.priority,
             max_attempts=job.max_attempts,
             timeout=job.timeout,
+            on_child_failure=job.on_child_failure,
         )
 
     def set_paused(self, job_id: int, paused: bool) -> Job:

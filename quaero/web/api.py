@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -182,6 +183,10 @@ def create_job():
     name = job_name(body)
     manager = services().manager
 
+    run_after = body.run_after(time.time())
+    # the crawler (or any executor) may take the policy in its payload, too
+    on_child_failure = body.on_child_failure or body.payload.get("on_child_failure") or "ignore"
+
     def create(in_transaction=None):
         return manager.create_root(
             body.type,
@@ -191,6 +196,8 @@ def create_job():
             max_attempts=body.max_attempts,
             timeout=body.timeout,
             in_transaction=in_transaction,
+            run_after=run_after,
+            on_child_failure=on_child_failure,
         )
 
     created = True
