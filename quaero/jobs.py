@@ -25,7 +25,7 @@ from typing import Any
 
 import peewee
 
-from quaero import statements, totals
+from quaero import policies, statements, totals
 from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.models import FINAL_STATUSES, UNFINISHED, ChildSpec, Job, JobLog, JobStatus
 from quaero.store import COUNTER_COLUMN, Store
@@ -412,6 +412,9 @@ class JobManager:
                 n_open, parent_outcome = changed.get(job.parent_id, (1, None))
                 if n_open == 0 and parent_outcome is not None:  # else nothing to settle
                     self.store.settle(job.parent_id, now)
+            if outcome == JobStatus.FAILED:
+                for ancestor_id in policies.ancestors_to_fail(job):
+                    self.cancel_tree(ancestor_id, failure=policies.failure_message(job))
             return True
 
         return self.store.transaction(update, durable=False)
@@ -430,10 +433,12 @@ class JobManager:
             (Job.id == job.id) | Job.path.startswith(job.descendant_prefix)
         )
 
-    def cancel_tree(self, job_id: int) -> Job:
+    def cancel_tree(self, job_id: int, failure: str | None = None) -> Job:
         """Cancel a job and every unfinished descendant; running ones see it via their
-        context and stop, pending ones never start."""
+        context and stop, pending ones never start. With `failure` (its descendant
+        failed and its on_child_failure is "fail") the job itself fails with that error."""
         now = time.time()
+        ending_as = JobStatus.FAILED if failure else JobStatus.CANCELLED
 
         def update() -> Job:
             job = self.get_or_404(job_id)
@@ -445,19 +450,24 @@ class JobManager:
                 )
             subtree = self._subtree(job)
             ending = list(
-                Job.select(Job.type, Job.status, Job.started_at)
+                Job.select(Job.id, Job.type, Job.status, Job.started_at)
                 .where(subtree, Job.status.in_(UNFINISHED))
                 .tuples()
             )
             before: dict[str, int] = {}
-            for _, status, _ in ending:
+            for _, _, status, _ in ending:
                 before[status] = before.get(status, 0) + 1
             # a running job is in the histogram with its run time so far; pending: never ran
             totals.record_finished(
                 self.db,
                 [
-                    (t, JobStatus.CANCELLED, started if s == JobStatus.RUNNING else None, now)
-                    for t, s, started in ending
+                    (
+                        t,
+                        ending_as if id_ == job_id else JobStatus.CANCELLED,
+                        started if s == JobStatus.RUNNING else None,
+                        now,
+                    )
+                    for id_, t, s, started in ending
                 ],
             )
             (
@@ -471,6 +481,8 @@ class JobManager:
                 .where(subtree, Job.status.in_(UNFINISHED))
                 .execute()
             )
+            if failure:
+                Job.update(status=JobStatus.FAILED, error=failure).where(Job.id == job_id).execute()
             self._recount_descendants(job)
             moved = before.get(JobStatus.PENDING, 0) + before.get(JobStatus.RUNNING, 0)
             self.store.shift(
@@ -478,10 +490,15 @@ class JobManager:
                 {
                     JobStatus.PENDING: -before.get(JobStatus.PENDING, 0),
                     JobStatus.RUNNING: -before.get(JobStatus.RUNNING, 0),
-                    JobStatus.CANCELLED: moved,
+                    JobStatus.CANCELLED: moved - (1 if failure else 0),
+                    JobStatus.FAILED: 1 if failure else 0,
                 },
             )
-            self.store.write_log(job.id, "warning", f"cancelled ({moved} jobs)", now)
+            if failure:
+                message = f"failed: {failure}; {moved - 1} unfinished descendants cancelled"
+                self.store.write_log(job.id, "error", message, now)
+            else:
+                self.store.write_log(job.id, "warning", f"cancelled ({moved} jobs)", now)
             self.store.settle(job.parent_id, now)
             return Job.get_by_id(job_id)
 
