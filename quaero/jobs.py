@@ -27,6 +27,7 @@ import peewee
 
 from quaero import policies, statements, totals
 from quaero.errors import Conflict, LeaseLost, NotFound
+from quaero.limits import OverLimit, TypeLimits
 from quaero.models import FINAL_STATUSES, UNFINISHED, ChildSpec, Job, JobLog, JobStatus
 from quaero.store import COUNTER_COLUMN, Store
 
@@ -48,6 +49,7 @@ class JobManager:
         self._claim_sql = store.sql(statements.CLAIM)
         self._finish_sql = store.sql(statements.FINISH)
         self._still_held_sql = store.sql(statements.STILL_HELD)
+        self.limits = TypeLimits(store, self.config.types)
 
     # -- what executors report ---------------------------------------------------------
 
@@ -259,10 +261,15 @@ class JobManager:
             row = cursor.fetchone()
             if row is None:
                 return None
-            return Job(**dict(zip([d[0] for d in cursor.description], row, strict=True)))
+            job = Job(**dict(zip([d[0] for d in cursor.description], row, strict=True)))
+            self.limits.check(job, now)  # over its type's limit: rolls the claim back
+            return job
 
         try:
             return self.store.transaction(update, durable=False)
+        except OverLimit as over:
+            self.limits.wait(over, now)
+            return None
         except Exception:
             # the queue message is gone and the job still pending: sweep for it soon
             self.store.enqueue_failed_at = time.monotonic()
