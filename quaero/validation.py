@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,15 +37,24 @@ class CreateJob(BaseModel):
     @field_validator("run_at")
     @classmethod
     def _epoch_seconds(cls, value: float | str | None) -> float | None:
-        if value is None or isinstance(value, (int, float)):
-            return value
-        try:
-            at = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("must be ISO 8601 (2026-01-01T10:00:00Z) or epoch seconds") from None
-        if at.tzinfo is None:
-            raise ValueError("must name its time zone (a Z or +hh:mm suffix)")
-        return at.timestamp()
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                at = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "must be ISO 8601 (2026-01-01T10:00:00Z) or epoch seconds"
+                ) from None
+            if at.tzinfo is None:
+                raise ValueError("must name its time zone (a Z or +hh:mm suffix)")
+            try:
+                value = at.timestamp()
+            except (OverflowError, ValueError):
+                value = -1.0
+        if not 0 <= value <= time.time() + MAX_DELAY_SECONDS:
+            raise ValueError("must be after 1970 and at most a year from now")
+        return value
 
     @model_validator(mode="after")
     def _one_start_time(self) -> CreateJob:

@@ -74,3 +74,10 @@ def test_delayed_jobs_start_no_earlier_than_asked(tmp_path, procs):
         late[form] = epoch(job["started_at"]) - epoch(created["run_after"])
     print("\ndelayed jobs started late by", {k: f"{v * 1000:.0f} ms" for k, v in late.items()})
     assert all(0 <= v <= 0.5 for v in late.values()), late
+
+
+@pytest.mark.parametrize("run_at", [-1, 1e17, "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59Z"])
+def test_run_at_outside_1970_to_a_year_ahead_is_refused(client, run_at):
+    response = client.post("/api/jobs", json={"type": "noop", "run_at": run_at})
+    assert response.status_code == 400
+    assert "run_at" in response.get_json()["error"]["fields"]

@@ -109,3 +109,11 @@ def test_schedules_are_listed_with_their_next_run_and_last_root(services):
         "next_run_at": "1970-01-01T00:16:44.000Z",
         "last_root_id": root_id,
     }
+
+
+def test_the_page_shows_a_schedules_panel_without_javascript(services, client):
+    assert b"schedules-table" not in client.get("/jobs").data  # no schedules, no panel
+    with_schedules(services, EVERY_2S)
+    page = client.get("/jobs").get_data(as_text=True)
+    assert 'id="schedules-table"' in page and "<code>@every 2s</code>" in page
+    assert 'data-schedule="tick"' in page

@@ -325,11 +325,11 @@ def _create_job_schema(demo_types: bool) -> dict[str, Any]:
             "run_at": {
                 "oneOf": [
                     {"type": "string", "format": "date-time"},
-                    {"type": "number", "description": "epoch seconds"},
+                    {"type": "number", "minimum": 0, "description": "epoch seconds"},
                 ],
                 "nullable": True,
                 "description": "start no earlier than this (ISO 8601 with its zone, or epoch "
-                "seconds); not with delay",
+                "seconds; at most a year ahead); not with delay",
             },
             "delay": {
                 "type": "number",
