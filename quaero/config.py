@@ -11,8 +11,10 @@ import dataclasses
 import json
 import math
 import os
+import re
 import tomllib
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,45 @@ class ExecutorsConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """One `[[schedules]]` table: a root of `type` created at each tick of `cron` (five
+    fields, in `timezone`) or of `every` (seconds; `every = "2s"`, for short periods)."""
+
+    name: str
+    type: str
+    cron: str = ""
+    every: float = 0.0
+    payload: dict[str, object] = field(default_factory=dict)
+    timezone: str = "UTC"
+
+    @property
+    def expression(self) -> str:
+        """The cron expression, or `@every <n>s` for an interval schedule."""
+        return self.cron or f"@every {self.every:g}s"
+
+
+@dataclass(frozen=True)
+class TypeLimit:
+    """One `[types.<name>]` table: limits that hold across every worker process."""
+
+    max_running: int | None = None
+    rate: str = ""  # "M/s" or "M/min"
+
+    @property
+    def per_second(self) -> float | None:
+        """The rate in jobs per second, or None when there is no rate."""
+        if not self.rate:
+            return None
+        count, unit = parse_rate(self.rate)
+        return count / RATE_UNITS[unit]
+
+    @property
+    def burst(self) -> float:
+        """The rate's bucket size: M jobs may start at once, then M per unit."""
+        return float(parse_rate(self.rate)[0]) if self.rate else 0.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Process logging (what operators read, not the per-job logs)."""
 
@@ -117,6 +158,8 @@ class Config:
     crawler: CrawlerConfig = field(default_factory=CrawlerConfig)
     executors: ExecutorsConfig = field(default_factory=ExecutorsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    schedules: tuple[ScheduleConfig, ...] = ()
+    types: dict[str, TypeLimit] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
 
     def resolve_path(self, path: str) -> Path:
@@ -141,10 +184,12 @@ class Config:
         return url
 
 
+#: Tables of keys (`[server]`...); `[[schedules]]` and `[types.<name>]` are read apart.
+TABLE_SECTIONS = ("schedules", "types")
 SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name]
     for f in dataclasses.fields(Config)
-    if f.name != "base_dir"
+    if f.name not in ("base_dir", *TABLE_SECTIONS)
 }
 
 CHOICES = {
@@ -273,8 +318,11 @@ def build(
     env = _env_overrides(environ)
     sections: dict[str, object] = {}
     for section in data:
+        if section in TABLE_SECTIONS:
+            continue
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})")
+            known = ", ".join([*SECTIONS, *TABLE_SECTIONS])
+            raise ConfigError(f"unknown section [{section}] (known: {known})")
         if not isinstance(data[section], dict):
             raise ConfigError(f"[{section}] must be a table")
     for section, cls in SECTIONS.items():
@@ -303,7 +351,119 @@ def build(
             f"jobs.worker_timeout ({jobs.worker_timeout}) must be at least twice "
             f"jobs.heartbeat_seconds ({jobs.heartbeat_seconds}): one late beat is no death"
         )
+    sections["schedules"] = parse_schedules(data.get("schedules", []))
+    sections["types"] = parse_types(data.get("types", {}))
     return Config(base_dir=base_dir or Path.cwd(), **sections)  # type: ignore[arg-type]
+
+
+RATE = re.compile(r"\s*([0-9]+)\s*/\s*(s|min)\s*")
+RATE_UNITS = {"s": 1.0, "min": 60.0}
+EVERY = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)\s*")
+EVERY_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str) -> tuple[int, str]:
+    """`"5/s"` → (5, "s"); `"30/min"` → (30, "min"); ValueError otherwise."""
+    match = RATE.fullmatch(text)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f'{text!r} is not a rate like "5/s" or "30/min"')
+    return int(match.group(1)), match.group(2)
+
+
+def parse_types(data: object) -> dict[str, TypeLimit]:
+    """`[types.<name>]` tables: `max_running` (>= 1) and `rate` ("M/s" or "M/min")."""
+    if not isinstance(data, dict):
+        raise ConfigError("[types] must hold tables: [types.<name>]")
+    limits: dict[str, TypeLimit] = {}
+    for type_name, table in data.items():
+        where = f"types.{type_name}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{where}] must be a table")
+        for key in table:
+            if key not in ("max_running", "rate"):
+                raise ConfigError(f"unknown key {where}.{key} (known: max_running, rate)")
+        max_running = table.get("max_running")
+        if max_running is not None:
+            _coerce(f"{where}.max_running", int, max_running)
+            if max_running < 1:
+                raise ConfigError(f"{where}.max_running: {max_running!r} is below the minimum 1")
+        rate = _coerce(f"{where}.rate", str, table.get("rate", ""))
+        if rate:
+            try:
+                parse_rate(rate)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise ConfigError(f"{where}.rate: {exc}") from None
+        limits[type_name] = TypeLimit(max_running=max_running, rate=rate)  # type: ignore[arg-type]
+    return limits
+
+
+def parse_every(text: object) -> float:
+    """`"2s"`, `"500ms"`, `"5min"`, `"1h"` or a number of seconds → seconds (> 0)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = EVERY.fullmatch(str(text))
+        if not match:
+            raise ValueError(f'{text!r} is not an interval like "2s", "5min" or "1h"')
+        seconds = float(match.group(1)) * EVERY_UNITS[match.group(2)]
+    if seconds < 0.1:
+        raise ValueError(f"{text!r} is shorter than 0.1 s")
+    return seconds
+
+
+SCHEDULE_KEYS = ("name", "cron", "every", "type", "payload", "timezone")
+
+
+def parse_schedules(data: object) -> tuple[ScheduleConfig, ...]:
+    """`[[schedules]]` tables, each with a unique `name`, a `type`, and either a
+    five-field `cron` (checked by croniter) or `every`."""
+    from croniter import croniter  # only a config with schedules needs it
+
+    if not isinstance(data, list):
+        raise ConfigError("schedules must be an array of tables: [[schedules]]")
+    found: dict[str, ScheduleConfig] = {}
+    for i, table in enumerate(data):
+        where = f"schedules[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        for key in table:
+            if key not in SCHEDULE_KEYS:
+                raise ConfigError(f"unknown key {where}.{key} (known: {', '.join(SCHEDULE_KEYS)})")
+        for key in ("name", "type"):
+            if not isinstance(table.get(key), str) or not table[key]:
+                raise ConfigError(f"{where}.{key}: required, a non-empty string")
+        name = table["name"]
+        where = f"schedules[{i}] ({name})"
+        if name in found:
+            raise ConfigError(f"{where}.name: another schedule is named {name!r}")
+        cron = _coerce(f"{where}.cron", str, table.get("cron", ""))
+        if bool(cron) == ("every" in table):
+            raise ConfigError(f'{where}: give either cron (five fields) or every (e.g. "2s")')
+        every = 0.0
+        if cron and (len(cron.split()) != 5 or not croniter.is_valid(cron)):  # type: ignore[union-attr]
+            raise ConfigError(f"{where}.cron: {cron!r} is not a five-field cron expression")
+        if "every" in table:
+            try:
+                every = parse_every(table["every"])
+            except ValueError as exc:
+                raise ConfigError(f"{where}.every: {exc}") from None
+        payload = table.get("payload", {})
+        if not isinstance(payload, dict):
+            raise ConfigError(f"{where}.payload: expected a table, got {payload!r}")
+        timezone = _coerce(f"{where}.timezone", str, table.get("timezone", "UTC"))
+        try:
+            zoneinfo.ZoneInfo(timezone)  # type: ignore[arg-type]
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{where}.timezone: unknown time zone {timezone!r}") from None
+        found[name] = ScheduleConfig(
+            name=name,
+            type=table["type"],
+            cron=cron,  # type: ignore[arg-type]
+            every=every,
+            payload=payload,
+            timezone=timezone,  # type: ignore[arg-type]
+        )
+    return tuple(found.values())
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

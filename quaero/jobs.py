@@ -25,8 +25,9 @@ from typing import Any
 
 import peewee
 
-from quaero import statements, totals, triage
+from quaero import policies, statements, totals, triage
 from quaero.errors import Conflict, LeaseLost, NotFound
+from quaero.limits import OverLimit, TypeLimits
 from quaero.models import FINAL_STATUSES, UNFINISHED, ChildSpec, Job, JobLog, JobStatus
 from quaero.store import COUNTER_COLUMN, Store
 
@@ -48,6 +49,7 @@ class JobManager:
         self._claim_sql = store.sql(statements.CLAIM)
         self._finish_sql = store.sql(statements.FINISH)
         self._still_held_sql = store.sql(statements.STILL_HELD)
+        self.limits = TypeLimits(store, self.config.types)
 
     # -- what executors report ---------------------------------------------------------
 
@@ -111,9 +113,12 @@ class JobManager:
         max_attempts: int | None = None,
         timeout: float | None = None,
         in_transaction: Callable[[Job], None] | None = None,
+        run_after: float | None = None,
+        on_child_failure: str = "ignore",
     ) -> Job:
-        """Create a root job and put it on the queue; `in_transaction(job)` runs in the
-        inserting transaction (an idempotency key is recorded there; raising undoes it)."""
+        """Create a root job and put it on the queue (at `run_after`, if given);
+        `in_transaction(job)` runs in the inserting transaction (an idempotency key is
+        recorded there; raising undoes it)."""
         now = time.time()
 
         def insert() -> Job:
@@ -128,6 +133,8 @@ class JobManager:
                 max_attempts=max_attempts or self.config.jobs.max_attempts,
                 priority=priority,
                 timeout=timeout,
+                run_after=run_after,
+                on_child_failure=on_child_failure,
                 created_at=now,
                 updated_at=now,
             )
@@ -140,7 +147,10 @@ class JobManager:
 
         job = self.store.transaction(insert)
         fault_point("before-enqueue")
-        self.queue.enqueue([(job.id, priority)])
+        if run_after is not None and run_after > time.time():
+            self.queue.enqueue_later(job.id, priority, run_after - time.time())
+        else:
+            self.queue.enqueue([(job.id, priority)])
         return job
 
     def spawn_children(
@@ -251,10 +261,15 @@ class JobManager:
             row = cursor.fetchone()
             if row is None:
                 return None
-            return Job(**dict(zip([d[0] for d in cursor.description], row, strict=True)))
+            job = Job(**dict(zip([d[0] for d in cursor.description], row, strict=True)))
+            self.limits.check(job, now)  # over its type's limit: rolls the claim back
+            return job
 
         try:
             return self.store.transaction(update, durable=False)
+        except OverLimit as over:
+            self.limits.wait(over, now)
+            return None
         except Exception:
             # the queue message is gone and the job still pending: sweep for it soon
             self.store.enqueue_failed_at = time.monotonic()
@@ -406,6 +421,9 @@ class JobManager:
                 n_open, parent_outcome = changed.get(job.parent_id, (1, None))
                 if n_open == 0 and parent_outcome is not None:  # else nothing to settle
                     self.store.settle(job.parent_id, now)
+            if outcome == JobStatus.FAILED:
+                for ancestor_id in policies.ancestors_to_fail(job):
+                    self.cancel_tree(ancestor_id, failure=policies.failure_message(job))
             return True
 
         return self.store.transaction(update, durable=False)
@@ -424,10 +442,12 @@ class JobManager:
             (Job.id == job.id) | Job.path.startswith(job.descendant_prefix)
         )
 
-    def cancel_tree(self, job_id: int) -> Job:
+    def cancel_tree(self, job_id: int, failure: str | None = None) -> Job:
         """Cancel a job and every unfinished descendant; running ones see it via their
-        context and stop, pending ones never start."""
+        context and stop, pending ones never start. With `failure` (its descendant
+        failed and its on_child_failure is "fail") the job itself fails with that error."""
         now = time.time()
+        ending_as = JobStatus.FAILED if failure else JobStatus.CANCELLED
 
         def update() -> Job:
             job = self.get_or_404(job_id)
@@ -439,19 +459,24 @@ class JobManager:
                 )
             subtree = self._subtree(job)
             ending = list(
-                Job.select(Job.type, Job.status, Job.started_at)
+                Job.select(Job.id, Job.type, Job.status, Job.started_at)
                 .where(subtree, Job.status.in_(UNFINISHED))
                 .tuples()
             )
             before: dict[str, int] = {}
-            for _, status, _ in ending:
+            for _, _, status, _ in ending:
                 before[status] = before.get(status, 0) + 1
             # a running job is in the histogram with its run time so far; pending: never ran
             totals.record_finished(
                 self.db,
                 [
-                    (t, JobStatus.CANCELLED, started if s == JobStatus.RUNNING else None, now)
-                    for t, s, started in ending
+                    (
+                        t,
+                        ending_as if id_ == job_id else JobStatus.CANCELLED,
+                        started if s == JobStatus.RUNNING else None,
+                        now,
+                    )
+                    for id_, t, s, started in ending
                 ],
             )
             (
@@ -465,6 +490,8 @@ class JobManager:
                 .where(subtree, Job.status.in_(UNFINISHED))
                 .execute()
             )
+            if failure:
+                Job.update(status=JobStatus.FAILED, error=failure).where(Job.id == job_id).execute()
             self._recount_descendants(job)
             moved = before.get(JobStatus.PENDING, 0) + before.get(JobStatus.RUNNING, 0)
             self.store.shift(
@@ -472,10 +499,15 @@ class JobManager:
                 {
                     JobStatus.PENDING: -before.get(JobStatus.PENDING, 0),
                     JobStatus.RUNNING: -before.get(JobStatus.RUNNING, 0),
-                    JobStatus.CANCELLED: moved,
+                    JobStatus.CANCELLED: moved - (1 if failure else 0),
+                    JobStatus.FAILED: 1 if failure else 0,
                 },
             )
-            self.store.write_log(job.id, "warning", f"cancelled ({moved} jobs)", now)
+            if failure:
+                message = f"failed: {failure}; {moved - 1} unfinished descendants cancelled"
+                self.store.write_log(job.id, "error", message, now)
+            else:
+                self.store.write_log(job.id, "warning", f"cancelled ({moved} jobs)", now)
             self.store.settle(job.parent_id, now)
             return Job.get_by_id(job_id)
 
@@ -597,6 +629,7 @@ class JobManager:
             priority=job.priority,
             max_attempts=job.max_attempts,
             timeout=job.timeout,
+            on_child_failure=job.on_child_failure,
         )
 
     def set_paused(self, job_id: int, paused: bool) -> Job:

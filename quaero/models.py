@@ -98,6 +98,8 @@ class Job(BaseModel):
     worker_id = peewee.TextField(null=True)
     lease_expires_at = peewee.DoubleField(null=True)
     lease_epoch = peewee.IntegerField(default=0)  # bumped by every claim: fences stale attempts
+    on_child_failure = peewee.TextField(default="ignore")  # or "fail" (quaero.policies)
+    waiting_reason = peewee.TextField(null=True)  # why a pending job waits (quaero.limits)
 
     class Meta:
         table_name = "jobs"

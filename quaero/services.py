@@ -13,6 +13,7 @@ from quaero.jobs import JobManager
 from quaero.plugins import load_executor_modules
 from quaero.queue import JobQueue
 from quaero.recovery import Recovery
+from quaero.schedules import check_schedules
 from quaero.store import Store
 
 
@@ -41,6 +42,7 @@ def build_services(config: Config) -> Services:
     """Load the user's executor modules, then open the metadata database (applying
     migrations) and the queue."""
     load_executor_modules(config.executors.modules)
+    check_schedules(config)
     db = open_database(
         config.database_url, config.database.max_connections, config.database.reconnect_wait
     )

@@ -26,7 +26,7 @@ CLAIM_CLOCK_SKEW = 0.5
 CLAIM = """
 UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_epoch = lease_epoch + 1,
     worker_id = :worker_id, lease_expires_at = :lease_expires_at, run_after = NULL,
-    started_at = :now, updated_at = :now
+    waiting_reason = NULL, started_at = :now, updated_at = :now
 WHERE id = :id AND status = 'pending' AND paused = FALSE
     AND (run_after IS NULL OR run_after <= :due_by)
 RETURNING *

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
-from typing import Any
+import time
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quaero.errors import ValidationFailed
 from quaero.executors.base import REGISTRY, public_types
@@ -14,6 +16,7 @@ from quaero.executors.base import REGISTRY, public_types
 MAX_PAYLOAD_BYTES = 64 * 1024  # a payload's JSON, UTF-8 encoded
 MAX_PAYLOAD_DEPTH = 20  # nested objects and arrays in a payload, the payload itself included
 MAX_NAME_CHARS = 500  # a job's name, given or taken from its URL
+MAX_DELAY_SECONDS = 366 * 86_400  # a job may be scheduled up to a year ahead
 
 
 class CreateJob(BaseModel):
@@ -27,6 +30,43 @@ class CreateJob(BaseModel):
     priority: int = Field(0, ge=-100, le=100)
     max_attempts: int | None = Field(None, ge=1, le=100)
     timeout: float | None = Field(None, gt=0, le=86_400)
+    run_at: float | str | None = Field(None, description="ISO 8601 with a zone, or epoch s")
+    delay: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS, description="seconds")
+    on_child_failure: Literal["ignore", "fail"] | None = None
+
+    @field_validator("run_at")
+    @classmethod
+    def _epoch_seconds(cls, value: float | str | None) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                at = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "must be ISO 8601 (2026-01-01T10:00:00Z) or epoch seconds"
+                ) from None
+            if at.tzinfo is None:
+                raise ValueError("must name its time zone (a Z or +hh:mm suffix)")
+            try:
+                value = at.timestamp()
+            except (OverflowError, ValueError):
+                value = -1.0
+        if not 0 <= value <= time.time() + MAX_DELAY_SECONDS:
+            raise ValueError("must be after 1970 and at most a year from now")
+        return value
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> CreateJob:
+        if self.run_at is not None and self.delay is not None:
+            raise ValueError("give run_at or delay, not both")
+        return self
+
+    def run_after(self, now: float) -> float | None:
+        """When the job may start (epoch seconds), or None for at once."""
+        if self.delay:
+            return now + self.delay
+        return float(self.run_at) if self.run_at is not None else None
 
     @field_validator("name")
     @classmethod
@@ -102,7 +142,10 @@ def validate_create(data: dict[str, Any], *, demo_types: bool) -> CreateJob:
     try:
         body = CreateJob.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed("invalid job", field_errors(exc)) from None
+        fields = field_errors(exc)
+        if "body" in fields and "run_at" in data:  # the one check across fields
+            fields["run_at"] = fields.pop("body")
+        raise ValidationFailed("invalid job", fields) from None
     known = public_types(demo_types)
     if body.type not in known:
         raise ValidationFailed(

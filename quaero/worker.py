@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from huey.consumer import Consumer, ConsumerStopped, Worker
+from huey.consumer import Consumer, ConsumerStopped, Scheduler, Worker
 
 from quaero.executors.base import JobCancelled, JobContext, PermanentError, get_executor
 from quaero.recovery import new_worker_id
+from quaero.schedules import Scheduler as RootScheduler
 from quaero.services import Services
 
 logger = logging.getLogger(__name__)
@@ -192,11 +193,25 @@ class WakeableWorker(Worker):
         return None
 
 
+#: Seconds between reads of Huey's schedule: a delayed job or a retry starts at most this
+#: late (Huey's own scheduler reads it every whole second at best).
+SCHEDULE_READ_INTERVAL = 0.2
+
+
+class SubSecondScheduler(Scheduler):
+    """Huey's scheduler, reading the schedule every SCHEDULE_READ_INTERVAL seconds."""
+
+    def __init__(self, huey, stop_flag, interval, periodic) -> None:
+        super().__init__(huey, stop_flag, interval, periodic)
+        self.interval = SCHEDULE_READ_INTERVAL
+
+
 class QuaeroConsumer(Consumer):
-    """Huey's consumer: wakeable workers, and SIGINT and SIGTERM both asking for a
-    graceful stop."""
+    """Huey's consumer: wakeable workers, a sub-second scheduler, and SIGINT and
+    SIGTERM both asking for a graceful stop."""
 
     worker_class = WakeableWorker
+    scheduler_class = SubSecondScheduler
 
     def __init__(self, huey, wakeup: threading.Condition | None = None, **options) -> None:
         self._wakeup = wakeup
@@ -249,6 +264,10 @@ class WorkerService:
             threading.Thread(target=self._beat, name="quaero-heartbeat", daemon=True),
             threading.Thread(target=self._maintain, name="quaero-maintenance", daemon=True),
         ]
+        if self.config.schedules:
+            self._threads.append(
+                threading.Thread(target=self._schedule, name="quaero-schedules", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         logger.info(
@@ -305,6 +324,17 @@ class WorkerService:
                 # an enqueue or a claim failed lately: its jobs may have no message
                 next_sweep = now + jobs.reaper_interval
                 _guard("orphan sweep", lambda: recovery.requeue_orphans(grace=1.0))
+
+    def _schedule(self) -> None:
+        """The schedules thread (part of maintenance, in a thread of its own so that a
+        purge never delays a tick): wakes at each tick and races the other worker
+        processes for its root (quaero.schedules)."""
+        scheduler = RootScheduler(self.services.manager)
+        while not _guard("schedules", lambda: scheduler.start() or True):
+            if self._stop.wait(1.0):  # the database is away: try again in a second
+                return
+        while not self._stop.wait(scheduler.seconds_to_next() + 0.001):
+            _guard("schedules", scheduler.run_due)
 
     def _reap(self) -> int:
         recovery = self.services.recovery

@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import requests
 from protego import Protego
@@ -86,6 +86,9 @@ class CrawlPayload(BaseModel):
     exclude: list[str] = Field(default_factory=list, max_length=100)
     delay: float = Field(0.0, ge=0, le=60, description="seconds between requests to a host")
     respect_robots: bool | None = None
+    on_child_failure: Literal["ignore", "fail"] = Field(
+        "ignore", description="fail: the crawl fails once a page failed for good"
+    )
 
     @field_validator("url")
     @classmethod

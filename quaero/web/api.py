@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
@@ -12,7 +13,7 @@ from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from quaero import bulk, export, idempotency, queries
+from quaero import bulk, export, idempotency, queries, schedules
 from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
 from quaero.metrics import CONTENT_TYPE, render_metrics
@@ -186,6 +187,10 @@ def create_job():
     name = job_name(body)
     manager = services().manager
 
+    run_after = body.run_after(time.time())
+    # the crawler (or any executor) may take the policy in its payload, too
+    on_child_failure = body.on_child_failure or body.payload.get("on_child_failure") or "ignore"
+
     def create(in_transaction=None):
         return manager.create_root(
             body.type,
@@ -195,6 +200,8 @@ def create_job():
             max_attempts=body.max_attempts,
             timeout=body.timeout,
             in_transaction=in_transaction,
+            run_after=run_after,
+            on_child_failure=on_child_failure,
         )
 
     created = True
@@ -387,6 +394,11 @@ def stats():
 @bp.get("/api/types")
 def types():
     return jsonify({"types": public_types(services().config.jobs.demo_types)})
+
+
+@bp.get("/api/schedules")
+def list_schedules():
+    return jsonify({"schedules": schedules.schedules_to_dicts(services().manager)})
 
 
 @bp.get("/healthz")

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify
 from quaero.executors.base import public_types
 from quaero.models import LOG_LEVELS, STATUSES
 from quaero.queries import DESCENDANT_SORTS
-from quaero.validation import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
+from quaero.validation import MAX_DELAY_SECONDS, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
 from quaero.web.api import MAX_ID, MAX_LIMIT
 from quaero.web.payload_schemas import payload_property, payload_schemas
 
@@ -164,6 +164,22 @@ JOB_PROPERTIES = {
     "error_group": {
         **NULLABLE_STRING,
         "description": "the cause of a final failure (GET /api/jobs/{job_id}/failures)",
+    },
+    "run_after": {
+        **NULLABLE_STRING,
+        "format": "date-time",
+        "description": "a pending job starts no earlier (run_at, delay, a retry's back-off, "
+        "a type's limit)",
+    },
+    "waiting_reason": {
+        **NULLABLE_STRING,
+        "description": "why a pending job waits: its type's [types.<name>] max_running or rate",
+    },
+    "on_child_failure": {
+        "type": "string",
+        "enum": ["ignore", "fail"],
+        "description": "ignore: the job completes and counts failed descendants; fail: it "
+        "fails once a descendant failed for good, and its unfinished descendants are cancelled",
     },
 }
 
@@ -363,6 +379,20 @@ SCHEMAS: dict[str, Any] = {
             "dry_run": {"type": "boolean"},
         },
     },
+    "Schedule": {
+        "type": "object",
+        "required": ["name", "cron", "type", "next_run_at", "last_root_id"],
+        "properties": {
+            "name": {"type": "string"},
+            "cron": {
+                "type": "string",
+                "description": "five-field cron expression, or @every <n>s (every = ...)",
+            },
+            "type": {"type": "string"},
+            "next_run_at": {"type": "string", "format": "date-time"},
+            "last_root_id": {"type": "integer", "nullable": True},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "checks"],
@@ -394,6 +424,29 @@ def _create_job_schema(demo_types: bool) -> dict[str, Any]:
                 "minimum": 0,
                 "maximum": 86400,
                 "nullable": True,
+            },
+            "run_at": {
+                "oneOf": [
+                    {"type": "string", "format": "date-time"},
+                    {"type": "number", "minimum": 0, "description": "epoch seconds"},
+                ],
+                "nullable": True,
+                "description": "start no earlier than this (ISO 8601 with its zone, or epoch "
+                "seconds; at most a year ahead); not with delay",
+            },
+            "delay": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_DELAY_SECONDS,
+                "nullable": True,
+                "description": "start no earlier than this many seconds from now; not with run_at",
+            },
+            "on_child_failure": {
+                "type": "string",
+                "enum": ["ignore", "fail"],
+                "nullable": True,
+                "description": "what a descendant's failure means (default ignore; a "
+                "payload's on_child_failure is taken when this is not given)",
             },
         },
     }
@@ -622,6 +675,24 @@ def document(demo_types: bool = False) -> dict[str, Any]:
             "get": {
                 "summary": "Counts by status, queue depth, retries, live workers",
                 "responses": {"200": _json(_ref("Stats"), "statistics"), **_errors()},
+            }
+        },
+        "/api/schedules": {
+            "get": {
+                "summary": "The [[schedules]] of config.toml, their next run and last root",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["schedules"],
+                            "properties": {
+                                "schedules": {"type": "array", "items": _ref("Schedule")}
+                            },
+                        },
+                        "schedules",
+                    ),
+                    **_errors(),
+                },
             }
         },
         "/api/types": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template, request
 
-from quaero import queries
+from quaero import queries, schedules
 from quaero.errors import ValidationFailed
 from quaero.executors.base import public_types
 from quaero.models import STATUSES
@@ -58,4 +58,5 @@ def jobs_page():
         },
         open_job=parse_id(open_job),
         read_only=services().config.server.read_only,
+        schedules=schedules.schedules_to_dicts(services().manager),
     )
