@@ -39,7 +39,8 @@ class Recovery:
 
     def register_worker(self, worker_id: str, threads: int) -> None:
         """Record a worker process as alive."""
-        now = time.time()
+        self.store.clock.sync()
+        now = self.store.now()
         row = {
             "id": worker_id,
             "hostname": worker_id.split(":")[0],
@@ -47,6 +48,7 @@ class Recovery:
             "threads": threads,
             "started_at": now,
             "last_heartbeat": now,
+            "clock_skew": self.store.clock.skew,
         }
         Worker.insert(row).on_conflict(
             conflict_target=[Worker.id],
@@ -56,14 +58,17 @@ class Recovery:
     def heartbeat(self, worker_id: str, executing: Iterable[int], jobs_done: int = 0) -> int:
         """Record the worker process as alive and renew the leases of the jobs it is
         executing right now (never all rows naming it: a job whose finish failed to
-        write must lapse and be reaped); returns the number of leases renewed."""
-        now = time.time()
+        write must lapse and be reaped); returns the number of leases renewed. It first
+        measures this process's offset to the database's clock (quaero.clock)."""
+        self.store.clock.sync()
+        now = self.store.now()
+        skew = self.store.clock.skew
         ids = sorted(set(executing))
 
         def update() -> int:
-            Worker.update(last_heartbeat=now, jobs_done=jobs_done, stopped_at=None).where(
-                Worker.id == worker_id
-            ).execute()
+            Worker.update(
+                last_heartbeat=now, jobs_done=jobs_done, stopped_at=None, clock_skew=skew
+            ).where(Worker.id == worker_id).execute()
             if not ids:
                 return 0
             self.store.lock(ids)  # PostgreSQL: in id order, as every transaction does
@@ -77,7 +82,7 @@ class Recovery:
 
     def unregister_worker(self, worker_id: str, jobs_done: int = 0) -> None:
         """Mark a worker as stopped."""
-        update = Worker.update(stopped_at=time.time(), jobs_done=jobs_done)
+        update = Worker.update(stopped_at=self.store.now(), jobs_done=jobs_done)
         self.store.transaction(update.where(Worker.id == worker_id).execute)
 
     def release_worker_jobs(self, worker_id: str) -> int:
@@ -95,7 +100,7 @@ class Recovery:
         lease epoch, attempts not counted; then enqueue them. Returns how many."""
         if not jobs:
             return 0
-        now = time.time()
+        now = self.store.now()
 
         def update() -> list[Job]:
             self.store.lock(job.id for job in jobs)
@@ -119,7 +124,7 @@ class Recovery:
         `[jobs] worker_timeout`. A live worker beats every `heartbeat_seconds` from a
         thread of its own, so a slow job never makes it look dead. `me` (the calling
         worker) is never judged: its jobs lapse by their leases if it cannot beat."""
-        now = time.time()
+        now = self.store.now()
         host = socket.gethostname()
         holders = {
             w
@@ -162,7 +167,7 @@ class Recovery:
     def reap_expired_leases(self, limit: int = 500) -> int:
         """Put running jobs whose lease expired back on the queue (or fail them after
         `max_attempts`); safe when several reapers run at once."""
-        now = time.time()
+        now = self.store.now()
         expired = list(
             Job.select()
             .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
@@ -199,7 +204,7 @@ class Recovery:
         """Enqueue pending jobs that have no message on the queue (a crash between the
         database write and the enqueue); `grace` spares jobs being enqueued right now."""
         queued = self.queue.queued_job_ids()  # read first: see the method's docstring
-        cutoff = time.time() - grace
+        cutoff = self.store.now() - grace
         pending = (
             Job.select(Job.id, Job.priority)
             .where(
@@ -229,7 +234,7 @@ class Recovery:
         heartbeats and finishes wait milliseconds, not the whole purge. With `budget`
         (seconds) it stops after that long; the next round goes on where it stopped.
         """
-        cutoff = time.time() - older_than_days * 86_400
+        cutoff = self.store.now() - older_than_days * 86_400
         deadline = None if budget is None else time.monotonic() + budget
         old_roots = (
             Job.select(Job.id)
