@@ -29,7 +29,9 @@ _SKEW = float(os.environ.get(SKEW_ENV) or 0.0)
 #: A process that has not measured its offset for this long measures it on its next read
 #: (the web process; a worker's heartbeat measures it every beat).
 RESYNC_SECONDS = 10.0
-NOW_SQL = "SELECT EXTRACT(EPOCH FROM clock_timestamp())"
+#: PostgreSQL's time as epoch seconds, when the statement runs (not when its transaction began)
+NOW_EXPR = "EXTRACT(EPOCH FROM clock_timestamp())"
+NOW_SQL = f"SELECT {NOW_EXPR}"
 
 
 def wall() -> float:

@@ -13,8 +13,12 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import peewee
+
+from quaero import clock
 from quaero.jobs import JobManager
 from quaero.models import UNFINISHED, Job, JobLog, JobStatus, Worker
 
@@ -58,27 +62,37 @@ class Recovery:
     def heartbeat(self, worker_id: str, executing: Iterable[int], jobs_done: int = 0) -> int:
         """Record the worker process as alive and renew the leases of the jobs it is
         executing right now (never all rows naming it: a job whose finish failed to
-        write must lapse and be reaped); returns the number of leases renewed. It first
-        measures this process's offset to the database's clock (quaero.clock)."""
-        self.store.clock.sync()
-        now = self.store.now()
-        skew = self.store.clock.skew
+        write must lapse and be reaped); returns the number of leases renewed.
+
+        PostgreSQL stamps the beat and the leases with its own clock as each statement
+        runs, so a slow round trip does not age them; then this process measures its
+        offset to that clock (quaero.clock) and records its skew."""
+        now: Any = self.store.now()
+        lease = self.config.jobs.lease_seconds
+        expires: Any = now + lease
+        if self.store.is_postgres:
+            now, expires = peewee.SQL(clock.NOW_EXPR), peewee.SQL(f"{clock.NOW_EXPR} + {lease:f}")
         ids = sorted(set(executing))
 
         def update() -> int:
             Worker.update(
-                last_heartbeat=now, jobs_done=jobs_done, stopped_at=None, clock_skew=skew
+                last_heartbeat=now,
+                jobs_done=jobs_done,
+                stopped_at=None,
+                clock_skew=self.store.clock.skew,
             ).where(Worker.id == worker_id).execute()
             if not ids:
                 return 0
             self.store.lock(ids)  # PostgreSQL: in id order, as every transaction does
             return (
-                Job.update(lease_expires_at=now + self.config.jobs.lease_seconds)
+                Job.update(lease_expires_at=expires)
                 .where(Job.id.in_(ids), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id)
                 .execute()
             )
 
-        return self.store.transaction(update)
+        renewed = self.store.transaction(update)
+        self.store.clock.sync()
+        return renewed
 
     def unregister_worker(self, worker_id: str, jobs_done: int = 0) -> None:
         """Mark a worker as stopped."""
@@ -118,12 +132,16 @@ class Recovery:
 
     # -- recovering the jobs of workers that are gone -----------------------------------
 
-    def expire_dead_workers_leases(self, me: str | None = None) -> int:
+    def expire_dead_workers_leases(
+        self, me: str | None = None, proceed: Callable[[], bool] | None = None
+    ) -> int:
         """Expire at once the leases of workers that are gone: a process on this host
         that no longer exists, or any worker whose heartbeat is older than
         `[jobs] worker_timeout`. A live worker beats every `heartbeat_seconds` from a
         thread of its own, so a slow job never makes it look dead. `me` (the calling
-        worker) is never judged: its jobs lapse by their leases if it cannot beat."""
+        worker) is never judged: its jobs lapse by their leases if it cannot beat.
+        `proceed()`, asked once the heartbeats are read, may call the round off (see
+        `reap_expired_leases`)."""
         now = self.store.now()
         host = socket.gethostname()
         holders = {
@@ -151,7 +169,7 @@ class Recovery:
             if (w.startswith(f"{host}:") and not _pid_alive(_pid_of(w)))
             or beats.get(w, 0.0) < cutoff
         ]
-        if not dead:
+        if not dead or (proceed is not None and not proceed()):
             return 0
 
         def update() -> int:
@@ -164,9 +182,13 @@ class Recovery:
             logger.warning("workers %s are gone: %d jobs run again", ", ".join(dead), expired)
         return expired
 
-    def reap_expired_leases(self, limit: int = 500) -> int:
+    def reap_expired_leases(
+        self, limit: int = 500, proceed: Callable[[], bool] | None = None
+    ) -> int:
         """Put running jobs whose lease expired back on the queue (or fail them after
-        `max_attempts`); safe when several reapers run at once."""
+        `max_attempts`); safe when several reapers run at once. `proceed()` is asked
+        before each job is moved: a worker's reaper that lost the database mid-round
+        (it waited in a reconnect) stops, as live workers may not have renewed yet."""
         now = self.store.now()
         expired = list(
             Job.select()
@@ -175,6 +197,8 @@ class Recovery:
         )
         requeue: list[tuple[int, int]] = []
         for job in expired:
+            if proceed is not None and not proceed():
+                break
             holder = job.worker_id
             if job.attempts >= job.max_attempts:
                 self.manager.finish_own_work(

@@ -64,7 +64,8 @@ class Store:
         #: rows: PostgreSQL's (many hosts), this host's with SQLite (one host)
         self.clock = clock.DbClock(db if self.is_postgres else None)
         clock.install(self.clock)
-        queue.use_clock(self.now)
+        if queue is not None:  # a Store may be built without a queue (tests)
+            queue.use_clock(self.now)
         #: when an enqueue (or a claim) last failed: the maintenance thread then sweeps
         #: for orphans every reaper round for a while, not every 30 s
         self.enqueue_failed_at = -1e9
