@@ -74,23 +74,35 @@ class Recovery:
             now, expires = peewee.SQL(clock.NOW_EXPR), peewee.SQL(f"{clock.NOW_EXPR} + {lease:f}")
         ids = sorted(set(executing))
 
-        def update() -> int:
+        def beat() -> None:
             Worker.update(
                 last_heartbeat=now,
                 jobs_done=jobs_done,
                 stopped_at=None,
                 clock_skew=self.store.clock.skew,
             ).where(Worker.id == worker_id).execute()
-            if not ids:
+
+        def renew() -> int:
+            rows = Job.select(Job.id).where(Job.id.in_(ids)).order_by(Job.id)
+            if self.store.is_postgres:
+                # never wait for a row that a slow transaction of this job holds (its
+                # spawn, its finish): the next beat renews it
+                rows = rows.for_update("FOR UPDATE SKIP LOCKED")
+            free = [job_id for (job_id,) in rows.tuples()]
+            if not free:
                 return 0
-            self.store.lock(ids)  # PostgreSQL: in id order, as every transaction does
             return (
                 Job.update(lease_expires_at=expires)
-                .where(Job.id.in_(ids), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id)
+                .where(
+                    Job.id.in_(free), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id
+                )
                 .execute()
             )
 
-        renewed = self.store.transaction(update)
+        # the worker's own row first and alone: no job's lock can delay the beat that
+        # tells other workers this one is alive
+        self.store.transaction(beat)
+        renewed = self.store.transaction(renew) if ids else 0
         self.store.clock.sync()
         return renewed
 
