@@ -42,7 +42,10 @@ COLUMNS = [
     ("recover_s", "recovered (s)"),
 ]
 NOTES = {
-    "recover_s": "seconds from the fault's end (the heal) until the crawl finished",
+    "recover_s": "recovered (s): from the fault's end (the heal, the restart) until the"
+    " work was done (the crawl or the submissions finished); for a SIGKILL, from the kill"
+    " until its jobs ran elsewhere",
+    "healthy_after_s": "seconds from the database's return until /healthz answered 200",
     "taken_over_s": "seconds from the cut until the cut worker's jobs ran elsewhere",
     "noticed_after_s": "seconds until the black-holed worker reported its queue away",
     "retry_start_error_s": "largest gap between a retry's promised and real start",

@@ -74,8 +74,8 @@ def crawl_through(stack, site, fault, scenario: str, text: str) -> dict:
         stuck=figures["stuck"],
         run_twice=figures["refetched"],
         in_flight_on_cut_worker=None,
-        recover_s=figures["healthy_after_s"],
-        finished_after_s=figures["finished_after_s"],
+        recover_s=figures["finished_after_s"],
+        healthy_after_s=figures["healthy_after_s"],
     )
     return figures
 
