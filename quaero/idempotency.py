@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 import peewee
 
+from quaero import clock
 from quaero.errors import Conflict, QuaeroError, ValidationFailed
 from quaero.models import Job
 
@@ -81,7 +81,7 @@ def create_once(
     record_sql = RECORD_SQL.format(p=db.param)
 
     def record(job: Job) -> None:
-        now = time.time()
+        now = clock.now()
         cutoff = now - KEY_TTL_SECONDS
         row = db.execute_sql(record_sql, (key, digest, job.id, now, cutoff)).fetchone()
         if row is None:
@@ -100,7 +100,7 @@ def create_once(
 
 
 def _existing_job(db: peewee.Database, key: str, digest: str) -> Job | None:
-    cutoff = time.time() - KEY_TTL_SECONDS
+    cutoff = clock.now() - KEY_TTL_SECONDS
     row = db.execute_sql(
         "SELECT job_id, fingerprint FROM idempotency_keys"
         f" WHERE key = {db.param} AND created_at >= {db.param}",

@@ -70,7 +70,7 @@ class JobManager:
         """Write log lines and progress an executor buffered, in one transaction, if
         this attempt still owns the job (running, or cancelled while it ran); False,
         and nothing written, for a stale attempt whose job another attempt took over."""
-        now = time.time()
+        now = self.store.now()
         if progress is not None:
             progress = max(0.0, min(1.0, float(progress)))
         params = {"id": job.id, "lease_epoch": job.lease_epoch, "progress": progress, "now": now}
@@ -86,7 +86,7 @@ class JobManager:
 
     def log(self, job_id: int, level: str, message: str) -> None:
         """Append one line to a job's log."""
-        now = time.time()
+        now = self.store.now()
         self.store.transaction(
             lambda: self.store.write_log(job_id, level, message, now), durable=False
         )
@@ -119,7 +119,7 @@ class JobManager:
         """Create a root job and put it on the queue (at `run_after`, if given);
         `in_transaction(job)` runs in the inserting transaction (an idempotency key is
         recorded there; raising undoes it)."""
-        now = time.time()
+        now = self.store.now()
 
         def insert() -> Job:
             job = Job.create(
@@ -147,8 +147,8 @@ class JobManager:
 
         job = self.store.transaction(insert)
         fault_point("before-enqueue")
-        if run_after is not None and run_after > time.time():
-            self.queue.enqueue_later(job.id, priority, run_after - time.time())
+        if run_after is not None and run_after > now:
+            self.queue.enqueue_later(job.id, priority, run_after - now)
         else:
             self.queue.enqueue([(job.id, priority)])
         return job
@@ -172,7 +172,7 @@ class JobManager:
         """
         if not specs:
             return []
-        now = time.time()
+        now = self.store.now()
         path = parent.descendant_prefix
 
         def insert() -> list[tuple[int, int]]:
@@ -244,7 +244,7 @@ class JobManager:
     def claim(self, job_id: int, worker_id: str) -> Job | None:
         """Atomically move a job `pending → running` for a worker; None if it is not
         pending (a duplicate message, a cancelled or paused job, a retry not yet due)."""
-        now = time.time()
+        now = self.store.now()
         lease = now + self.config.jobs.lease_seconds
 
         def update() -> Job | None:
@@ -310,7 +310,7 @@ class JobManager:
             )
             return JobStatus.FAILED if done else ""
         delay = self.retry_delay(job.attempts)
-        now = time.time()
+        now = self.store.now()
         message = f"attempt {job.attempts}/{job.max_attempts} failed: {error}; "
         message += f"retrying in {delay:.1f}s"
         retry = {"run_after": now + delay, "error": error, "traceback": traceback}
@@ -389,7 +389,7 @@ class JobManager:
         epoch): the job finishes now, or stays running until its open descendants
         finish. The reaper passes `lease_expired_by`: it finishes the job only if no
         heartbeat renewed the lease meanwhile. False when the attempt no longer held it."""
-        now = time.time()
+        now = self.store.now()
         progress = 1.0 if outcome == JobStatus.COMPLETED else (report[1] if report else None)
         params = {
             "id": job.id,
@@ -446,7 +446,7 @@ class JobManager:
         """Cancel a job and every unfinished descendant; running ones see it via their
         context and stop, pending ones never start. With `failure` (its descendant
         failed and its on_child_failure is "fail") the job itself fails with that error."""
-        now = time.time()
+        now = self.store.now()
         ending_as = JobStatus.FAILED if failure else JobStatus.CANCELLED
 
         def update() -> Job:
@@ -565,7 +565,7 @@ class JobManager:
         ran) run again too, and find the children they had already spawned (spawning is
         idempotent), so nothing is duplicated.
         """
-        now = time.time()
+        now = self.store.now()
         finished = list(FINAL_STATUSES)
 
         def update() -> list[tuple[int, int]]:
@@ -638,7 +638,7 @@ class JobManager:
         Paused pending jobs stay in `jobs`, so a paused crawl survives a restart; their
         queue messages are dropped when taken, and resuming enqueues them again.
         """
-        now = time.time()
+        now = self.store.now()
 
         def update() -> list[tuple[int, int]]:
             job = self.get_or_404(job_id)

@@ -195,6 +195,8 @@ class Worker(BaseModel):
     last_heartbeat = peewee.DoubleField()
     jobs_done = peewee.IntegerField(default=0)
     stopped_at = peewee.DoubleField(null=True)
+    #: seconds this worker's host clock is ahead of the database's (see quaero.clock)
+    clock_skew = peewee.DoubleField(null=True)
 
     class Meta:
         table_name = "workers"

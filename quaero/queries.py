@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import peewee
 
+from quaero import clock
 from quaero.db import dialect
 from quaero.models import LOG_LEVELS, STATUSES, Job, JobLog, JobStatus, Worker
 from quaero.queue import JobQueue
@@ -204,7 +204,7 @@ def counts_by_type() -> list[tuple[str, str, int]]:
 
 def live_workers(now: float | None = None) -> list[dict]:
     """Workers that heartbeat recently, with the number of jobs each runs."""
-    now = now or time.time()
+    now = now or clock.now()
     running = dict(
         Job.select(Job.worker_id, peewee.fn.COUNT(Job.id))
         .where(Job.status == JobStatus.RUNNING, Job.worker_id.is_null(False))
@@ -234,6 +234,7 @@ def live_workers(now: float | None = None) -> list[dict]:
             "jobs_done": w.jobs_done,
             "started_at": w.started_at,
             "last_heartbeat": w.last_heartbeat,
+            "clock_skew": None if w.clock_skew is None else round(w.clock_skew, 3),
         }
         for w in workers
     ]
@@ -242,7 +243,7 @@ def live_workers(now: float | None = None) -> list[dict]:
 def stats(queue: JobQueue) -> dict:
     """Counts by status (of every job, and of roots), roots with failed descendants,
     queue depth, oldest pending age and live workers."""
-    now = time.time()
+    now = clock.now()
     oldest = (
         Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == JobStatus.PENDING).scalar()
     )

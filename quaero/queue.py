@@ -6,6 +6,7 @@ SQLite storage is the default, its Redis storage (with priorities) the scale-out
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from typing import TypeVar
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.storage import PriorityRedisStorage, SqliteStorage
 
+from quaero.clock import utc_datetime, wall
 from quaero.config import Config
 from quaero.errors import Unavailable
 
@@ -184,12 +186,23 @@ class NoRevokeMixin:
         return super().delete(key)
 
 
-class QuaeroSqliteHuey(NoRevokeMixin, SqliteHuey):
-    """SqliteHuey without revocation checks."""
+class ClockMixin:
+    """Huey's schedule on quaero's one clock (the database's, see quaero.clock): a
+    retry's message is released when its `run_after` is due, whichever host's scheduler
+    releases it. `clock` is set by the Store."""
+
+    clock: Callable[[], float] = staticmethod(wall)
+
+    def _get_timestamp(self):
+        return utc_datetime(self.clock())  # quaero's Huey instances keep utc=True
 
 
-class QuaeroRedisHuey(NoRevokeMixin, PriorityRedisHuey):
-    """PriorityRedisHuey without revocation checks."""
+class QuaeroSqliteHuey(ClockMixin, NoRevokeMixin, SqliteHuey):
+    """SqliteHuey without revocation checks, on quaero's clock."""
+
+
+class QuaeroRedisHuey(ClockMixin, NoRevokeMixin, PriorityRedisHuey):
+    """PriorityRedisHuey without revocation checks, on quaero's clock."""
 
 
 def make_huey(config: Config):
@@ -240,6 +253,14 @@ class JobQueue:
         self._outbox_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
 
+    def use_clock(self, now: Callable[[], float]) -> None:
+        """Read time (Huey's schedule too) off `now`: the Store's database clock."""
+        self.huey.clock = now
+
+    def _eta(self, delay: float) -> datetime.datetime:
+        """A schedule time `delay` seconds from now on quaero's clock (tz-aware UTC)."""
+        return utc_datetime(self.huey.clock() + delay).replace(tzinfo=datetime.UTC)
+
     def _run(self, job_id: int) -> None:
         if self.runner is None:
             raise RuntimeError("this process has no job runner: start it as a worker")
@@ -252,7 +273,7 @@ class JobQueue:
         try:
             self._send(jobs)
         except QUEUE_DOWN_ERRORS as exc:
-            self._hold(jobs, time.time(), exc)
+            self._hold(jobs, self.huey.clock(), exc)
 
     def _send(self, jobs: list[tuple[int, int]]) -> None:
         items = [
@@ -273,9 +294,9 @@ class JobQueue:
     def enqueue_later(self, job_id: int, priority: int, delay: float) -> None:
         """Enqueue a job id after `delay` seconds (Huey's schedule, not a sleeping worker)."""
         try:
-            self.task.schedule(args=(job_id,), delay=delay, priority=priority)
+            self.task.schedule(args=(job_id,), eta=self._eta(delay), priority=priority)
         except QUEUE_DOWN_ERRORS as exc:
-            self._hold([(job_id, priority)], time.time() + delay, exc)
+            self._hold([(job_id, priority)], self.huey.clock() + delay, exc)
 
     def _hold(self, jobs: list[tuple[int, int]], due: float, exc: Exception) -> None:
         """Keep ids the queue refused, and make sure a thread sends them later."""
@@ -303,13 +324,13 @@ class JobQueue:
                 held = dict(self._outbox)
             if not held:
                 return
-            now = time.time()
+            now = self.huey.clock()
             due = [(job_id, prio) for job_id, (prio, at) in held.items() if at <= now]
             later = [(job_id, prio, at - now) for job_id, (prio, at) in held.items() if at > now]
             try:
                 self._send(due)
                 for job_id, prio, delay in later:
-                    self.task.schedule(args=(job_id,), delay=delay, priority=prio)
+                    self.task.schedule(args=(job_id,), eta=self._eta(delay), priority=prio)
             except QUEUE_DOWN_ERRORS:
                 continue
             except Exception:  # keep the ids: the next round, or the orphan sweep, retries

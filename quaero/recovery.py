@@ -13,8 +13,12 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import peewee
+
+from quaero import clock
 from quaero.jobs import JobManager
 from quaero.models import UNFINISHED, Job, JobLog, JobStatus, Worker
 
@@ -39,7 +43,8 @@ class Recovery:
 
     def register_worker(self, worker_id: str, threads: int) -> None:
         """Record a worker process as alive."""
-        now = time.time()
+        self.store.clock.sync()
+        now = self.store.now()
         row = {
             "id": worker_id,
             "hostname": worker_id.split(":")[0],
@@ -47,6 +52,7 @@ class Recovery:
             "threads": threads,
             "started_at": now,
             "last_heartbeat": now,
+            "clock_skew": self.store.clock.skew,
         }
         Worker.insert(row).on_conflict(
             conflict_target=[Worker.id],
@@ -56,28 +62,53 @@ class Recovery:
     def heartbeat(self, worker_id: str, executing: Iterable[int], jobs_done: int = 0) -> int:
         """Record the worker process as alive and renew the leases of the jobs it is
         executing right now (never all rows naming it: a job whose finish failed to
-        write must lapse and be reaped); returns the number of leases renewed."""
-        now = time.time()
+        write must lapse and be reaped); returns the number of leases renewed.
+
+        PostgreSQL stamps the beat and the leases with its own clock as each statement
+        runs, so a slow round trip does not age them; then this process measures its
+        offset to that clock (quaero.clock) and records its skew."""
+        now: Any = self.store.now()
+        lease = self.config.jobs.lease_seconds
+        expires: Any = now + lease
+        if self.store.is_postgres:
+            now, expires = peewee.SQL(clock.NOW_EXPR), peewee.SQL(f"{clock.NOW_EXPR} + {lease:f}")
         ids = sorted(set(executing))
 
-        def update() -> int:
-            Worker.update(last_heartbeat=now, jobs_done=jobs_done, stopped_at=None).where(
-                Worker.id == worker_id
-            ).execute()
-            if not ids:
+        def beat() -> None:
+            Worker.update(
+                last_heartbeat=now,
+                jobs_done=jobs_done,
+                stopped_at=None,
+                clock_skew=self.store.clock.skew,
+            ).where(Worker.id == worker_id).execute()
+
+        def renew() -> int:
+            rows = Job.select(Job.id).where(Job.id.in_(ids)).order_by(Job.id)
+            if self.store.is_postgres:
+                # never wait for a row that a slow transaction of this job holds (its
+                # spawn, its finish): the next beat renews it
+                rows = rows.for_update("FOR UPDATE SKIP LOCKED")
+            free = [job_id for (job_id,) in rows.tuples()]
+            if not free:
                 return 0
-            self.store.lock(ids)  # PostgreSQL: in id order, as every transaction does
             return (
-                Job.update(lease_expires_at=now + self.config.jobs.lease_seconds)
-                .where(Job.id.in_(ids), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id)
+                Job.update(lease_expires_at=expires)
+                .where(
+                    Job.id.in_(free), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id
+                )
                 .execute()
             )
 
-        return self.store.transaction(update)
+        # the worker's own row first and alone: no job's lock can delay the beat that
+        # tells other workers this one is alive
+        self.store.transaction(beat)
+        renewed = self.store.transaction(renew) if ids else 0
+        self.store.clock.sync()
+        return renewed
 
     def unregister_worker(self, worker_id: str, jobs_done: int = 0) -> None:
         """Mark a worker as stopped."""
-        update = Worker.update(stopped_at=time.time(), jobs_done=jobs_done)
+        update = Worker.update(stopped_at=self.store.now(), jobs_done=jobs_done)
         self.store.transaction(update.where(Worker.id == worker_id).execute)
 
     def release_worker_jobs(self, worker_id: str) -> int:
@@ -95,7 +126,7 @@ class Recovery:
         lease epoch, attempts not counted; then enqueue them. Returns how many."""
         if not jobs:
             return 0
-        now = time.time()
+        now = self.store.now()
 
         def update() -> list[Job]:
             self.store.lock(job.id for job in jobs)
@@ -113,13 +144,17 @@ class Recovery:
 
     # -- recovering the jobs of workers that are gone -----------------------------------
 
-    def expire_dead_workers_leases(self, me: str | None = None) -> int:
+    def expire_dead_workers_leases(
+        self, me: str | None = None, proceed: Callable[[], bool] | None = None
+    ) -> int:
         """Expire at once the leases of workers that are gone: a process on this host
         that no longer exists, or any worker whose heartbeat is older than
         `[jobs] worker_timeout`. A live worker beats every `heartbeat_seconds` from a
         thread of its own, so a slow job never makes it look dead. `me` (the calling
-        worker) is never judged: its jobs lapse by their leases if it cannot beat."""
-        now = time.time()
+        worker) is never judged: its jobs lapse by their leases if it cannot beat.
+        `proceed()`, asked once the heartbeats are read, may call the round off (see
+        `reap_expired_leases`)."""
+        now = self.store.now()
         host = socket.gethostname()
         holders = {
             w
@@ -146,7 +181,7 @@ class Recovery:
             if (w.startswith(f"{host}:") and not _pid_alive(_pid_of(w)))
             or beats.get(w, 0.0) < cutoff
         ]
-        if not dead:
+        if not dead or (proceed is not None and not proceed()):
             return 0
 
         def update() -> int:
@@ -159,10 +194,14 @@ class Recovery:
             logger.warning("workers %s are gone: %d jobs run again", ", ".join(dead), expired)
         return expired
 
-    def reap_expired_leases(self, limit: int = 500) -> int:
+    def reap_expired_leases(
+        self, limit: int = 500, proceed: Callable[[], bool] | None = None
+    ) -> int:
         """Put running jobs whose lease expired back on the queue (or fail them after
-        `max_attempts`); safe when several reapers run at once."""
-        now = time.time()
+        `max_attempts`); safe when several reapers run at once. `proceed()` is asked
+        before each job is moved: a worker's reaper that lost the database mid-round
+        (it waited in a reconnect) stops, as live workers may not have renewed yet."""
+        now = self.store.now()
         expired = list(
             Job.select()
             .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
@@ -170,6 +209,8 @@ class Recovery:
         )
         requeue: list[tuple[int, int]] = []
         for job in expired:
+            if proceed is not None and not proceed():
+                break
             holder = job.worker_id
             if job.attempts >= job.max_attempts:
                 self.manager.finish_own_work(
@@ -199,7 +240,7 @@ class Recovery:
         """Enqueue pending jobs that have no message on the queue (a crash between the
         database write and the enqueue); `grace` spares jobs being enqueued right now."""
         queued = self.queue.queued_job_ids()  # read first: see the method's docstring
-        cutoff = time.time() - grace
+        cutoff = self.store.now() - grace
         pending = (
             Job.select(Job.id, Job.priority)
             .where(
@@ -229,7 +270,7 @@ class Recovery:
         heartbeats and finishes wait milliseconds, not the whole purge. With `budget`
         (seconds) it stops after that long; the next round goes on where it stopped.
         """
-        cutoff = time.time() - older_than_days * 86_400
+        cutoff = self.store.now() - older_than_days * 86_400
         deadline = None if budget is None else time.monotonic() + budget
         old_roots = (
             Job.select(Job.id)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import zoneinfo
 from typing import Any
 
@@ -89,7 +88,7 @@ def sql(manager: JobManager, statement: str) -> str:
 
 def schedules_to_dicts(manager: JobManager, now: float | None = None) -> list[dict[str, Any]]:
     """`GET /api/schedules`: each schedule with its next run and the last root it made."""
-    now = time.time() if now is None else now
+    now = manager.store.now() if now is None else now
     last_root = sql(manager, LAST_ROOT)
     listed = []
     for schedule in manager.config.schedules:
@@ -121,7 +120,7 @@ class Scheduler:
     def start(self, now: float | None = None) -> None:
         """Learn the last recorded tick of each schedule. A schedule that never ran
         starts at its next tick; one whose latest tick was missed runs it once now."""
-        now = time.time() if now is None else now
+        now = self.manager.store.now() if now is None else now
         recorded = dict(self.manager.db.execute_sql(LAST_TICKS).fetchall())
         for schedule in self.schedules:
             last = recorded.get(schedule.name)
@@ -129,14 +128,14 @@ class Scheduler:
 
     def seconds_to_next(self, now: float | None = None) -> float:
         """How long the thread may wait before a tick is due (at most MAX_WAIT)."""
-        now = time.time() if now is None else now
+        now = self.manager.store.now() if now is None else now
         waits = [next_tick(s, self.done.get(s.name, now)) - now for s in self.schedules]
         return max(0.0, min([MAX_WAIT, *waits]))
 
     def run_due(self, now: float | None = None) -> list[int]:
         """Create the root of each schedule's latest tick not yet created; returns the
         ids of the roots this process created (the others' are not counted)."""
-        now = time.time() if now is None else now
+        now = self.manager.store.now() if now is None else now
         created = []
         for schedule in self.schedules:
             tick = latest_tick(schedule, now)
@@ -152,7 +151,7 @@ class Scheduler:
         """Create the tick's root unless another process did; its id, or None."""
 
         def record(job: Job) -> None:
-            now = time.time()
+            now = self.manager.store.now()
             params = {"schedule": schedule.name, "tick": tick, "root_id": job.id, "now": now}
             if self.manager.db.execute_sql(self._record_sql, params).fetchone() is None:
                 raise TickTaken(schedule.name)

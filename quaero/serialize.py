@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
+from quaero import clock
 from quaero.models import Job, JobLog
 
 
@@ -49,7 +49,7 @@ def _job_fields(job: Job) -> dict[str, Any]:
     end = job.finished_at
     duration = None
     if job.started_at is not None:
-        duration = round((end if end is not None else time.time()) - job.started_at, 3)
+        duration = round((end if end is not None else clock.now()) - job.started_at, 3)
     return {
         "id": job.id,
         "parent_id": job.parent_id,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from quaero import statements, totals
+from quaero import clock, statements, totals
 from quaero.config import Config
 from quaero.db import dialect
 from quaero.models import LOG_LEVELS, TREE_STATE_TABLES, Job, JobLog, JobStatus
@@ -60,11 +60,21 @@ class Store:
         # lock wakes the next one at once, where SQLite's busy handler would sleep ms.
         self._write_lock = nullcontext() if self.is_postgres else threading.RLock()
         self._settle_sql = self.sql(statements.SETTLE)
+        #: the one clock of every time written to or compared with jobs and workers
+        #: rows: PostgreSQL's (many hosts), this host's with SQLite (one host)
+        self.clock = clock.DbClock(db if self.is_postgres else None)
+        clock.install(self.clock)
+        if queue is not None:  # a Store may be built without a queue (tests)
+            queue.use_clock(self.now)
         #: when an enqueue (or a claim) last failed: the maintenance thread then sweeps
         #: for orphans every reaper round for a while, not every 30 s
         self.enqueue_failed_at = -1e9
         #: why the last write transaction failed; None once one succeeds (see /healthz)
         self.write_error: str | None = None
+
+    def now(self) -> float:
+        """The database's time now, epoch seconds (see quaero.clock)."""
+        return self.clock.now()
 
     def sql(self, statement: str) -> str:
         """A statement of quaero.statements rendered for this database's driver."""

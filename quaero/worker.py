@@ -180,6 +180,32 @@ PURGE_EVERY_SECONDS = 3600.0
 SWEEP_WINDOW = 15.0
 
 
+class Contact:
+    """This worker's contact with the database, as its heartbeats see it.
+
+    After an outage longer than a lease, every lease has lapsed by the database's clock,
+    live workers' too. A reaper that ran as soon as the database answered would hand
+    their jobs on before they renewed them. So the reaper runs only after `grace`
+    seconds (min of lease and worker_timeout) of unbroken beats: long enough for every
+    live worker, which beats several times a lease, to have renewed what it holds."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        now = time.monotonic()
+        self._ok_at = now
+        self._ok_since = now - grace  # a worker that starts is in contact
+
+    def beat_ok(self, now: float) -> None:
+        """A heartbeat was written at `now` (monotonic)."""
+        if now - self._ok_at > self.grace:  # a gap: contact starts again from here
+            self._ok_since = now
+        self._ok_at = now
+
+    def steady(self, now: float) -> bool:
+        """True when beats have gone through without a gap for `grace` seconds."""
+        return now - self._ok_at <= self.grace and now - self._ok_since >= self.grace
+
+
 class WakeableWorker(Worker):
     """A Huey worker whose idle wait ends early when this process enqueues a job."""
 
@@ -238,6 +264,8 @@ class WorkerService:
         services.queue.runner = self.runner.run
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        jobs = self.config.jobs
+        self.contact = Contact(grace=min(jobs.lease_seconds, jobs.worker_timeout))
         q = self.config.queue
         self.consumer = QuaeroConsumer(
             services.queue.huey,
@@ -287,16 +315,21 @@ class WorkerService:
 
     def _beat(self) -> None:
         """The heartbeat thread: nothing else runs here, so no maintenance work (a
-        purge, a sweep) can delay it and get a live worker's jobs taken over."""
+        purge, a sweep) can delay it and get a live worker's jobs taken over. Beats
+        start every `every` seconds, however long one took (a slow database)."""
         jobs = self.config.jobs
         every = min(jobs.heartbeat_seconds, jobs.lease_seconds / 3)
-        while not self._stop.wait(every):
+        next_beat = time.monotonic() + every
+        while not self._stop.wait(max(0.0, next_beat - time.monotonic())):
+            next_beat = max(next_beat + every, time.monotonic())
             try:
                 self.services.recovery.heartbeat(
                     self.worker_id, self.runner.executing(), self.runner.jobs_done
                 )
             except Exception:  # keep beating; the next beat retries
                 logger.exception("heartbeat failed")
+                continue
+            self.contact.beat_ok(time.monotonic())
 
     def _maintain(self) -> None:
         """The maintenance thread: the reaper, the orphan sweep and retention, each on
@@ -337,9 +370,17 @@ class WorkerService:
             _guard("schedules", scheduler.run_due)
 
     def _reap(self) -> int:
+        def steady() -> bool:
+            return self.contact.steady(time.monotonic())
+
+        if not steady():
+            # this process was cut off from the database (or it was away): the leases
+            # that lapsed meanwhile may be live workers' that have not renewed yet
+            logger.info("reaper: waiting for steady contact with the database")
+            return 0
         recovery = self.services.recovery
-        recovery.expire_dead_workers_leases(me=self.worker_id)
-        return recovery.reap_expired_leases()
+        recovery.expire_dead_workers_leases(me=self.worker_id, proceed=steady)
+        return recovery.reap_expired_leases(proceed=steady)
 
     def _purge(self) -> int:
         days = self.config.jobs.retention_days

@@ -40,8 +40,17 @@ class Stack:
         return all(p.proc.poll() is None for p in [self.web, *self.workers])
 
 
-def start_stack(tmp_path: Path, pg: OwnPostgres, redis: OwnRedis, workers: int = 2) -> Stack:
-    """Start web and workers on `pg` and `redis` with short leases; wait until all are up."""
+def start_stack(
+    tmp_path: Path,
+    pg: OwnPostgres,
+    redis: OwnRedis,
+    workers: int = 2,
+    settings: str = "",
+    envs: list[dict[str, str]] | None = None,
+) -> Stack:
+    """Start web and workers on `pg` and `redis` with short leases; wait until all are up.
+
+    `settings` (TOML) is added to the config; `envs[i]` to worker i's environment."""
     port = free_port()
     config = write_config(
         tmp_path,
@@ -58,14 +67,16 @@ max_connections = 12
 lease_seconds = 4
 reaper_interval = 0.5
 retry_base_seconds = 0.2
-""",
+"""
+        + settings,
     )
     base = f"http://127.0.0.1:{port}"
     web = RunPy("web", config).start()
     stack = Stack(base, config, web, [], pg.url)
     try:
         web.wait_healthy(base)
-        stack.workers = [RunPy("worker", config).start() for _ in range(workers)]
+        envs = envs or [{}] * workers
+        stack.workers = [RunPy("worker", config, envs[i]).start() for i in range(workers)]
         wait_until(lambda: get_json(base, "/api/stats").get("workers_alive") == workers, 30)
     except BaseException:
         stack.stop()
@@ -140,3 +151,30 @@ def crawl(base: str, url: str, depth: int) -> int:
     )
     assert response.status_code == 201, response.text
     return response.json()["id"]
+
+
+#: Where the fault tests write their figures (lost, stuck, run twice, time to recover);
+#: `python -m tests.faults_report` renders docs/faults.md from it.
+FIGURES_ENV = "QUAERO_FAULT_FIGURES"
+
+
+def figures_path() -> Path:
+    """The figures file: $QUAERO_FAULT_FIGURES, else one beside pytest's temp folders."""
+    import os
+    import tempfile
+
+    default = Path(tempfile.gettempdir()) / "quaero-fault-figures.json"
+    return Path(os.environ.get(FIGURES_ENV) or default)
+
+
+def record_figures(scenario: str, fault: str, **figures) -> None:
+    """Merge one scenario's figures into the figures file (its last run wins)."""
+    import json
+
+    path = figures_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[scenario] = {"fault": fault, "at": time.strftime("%Y-%m-%d %H:%M"), **figures}
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

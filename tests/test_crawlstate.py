@@ -38,9 +38,11 @@ def test_a_new_attempt_of_the_finder_gets_its_claim_back(manager):
 def test_host_slots_are_delay_apart(manager):
     db, tx = manager.db, partial(manager.store.transaction, durable=False)
     before = time.time()
-    slots = [crawlstate.take_host_slot(db, tx, 7, "http://h:80", 0.5) for _ in range(3)]
+    slots = [
+        crawlstate.take_host_slot(db, tx, 7, "http://h:80", 0.5, time.time()) for _ in range(3)
+    ]
     assert before <= slots[0] <= time.time()
     step = 0.5 + crawlstate.SLOT_MARGIN
     assert abs(slots[1] - slots[0] - step) < 1e-6 and abs(slots[2] - slots[1] - step) < 1e-6
-    other = crawlstate.take_host_slot(db, tx, 7, "http://other:80", 0.5)
+    other = crawlstate.take_host_slot(db, tx, 7, "http://other:80", 0.5, time.time())
     assert other < slots[1]  # another host is not held up

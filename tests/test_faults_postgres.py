@@ -16,6 +16,7 @@ from tests.faults import (
     Monitor,
     crawl,
     get_json,
+    record_figures,
     start_stack,
     tree_rows,
     wait_final,
@@ -39,7 +40,7 @@ def done_pages(base: str, root_id: int) -> int:
     return get_json(base, f"/api/jobs/{root_id}").get("counts", {}).get("completed", 0)
 
 
-def crawl_through(stack, site, fault) -> dict:
+def crawl_through(stack, site, fault, scenario: str, text: str) -> dict:
     """Start a crawl, run `fault()` once 40 pages are done, and count the outcome."""
     expected = site.expected_urls(DEPTH, include_blocked=True)
     with Monitor(stack.base) as monitor:
@@ -66,6 +67,16 @@ def crawl_through(stack, site, fault) -> dict:
     assert all(s == "completed" for url, s in rows if not url.endswith("/missing"))
     assert 500 not in monitor.statuses() and 0 not in monitor.statuses()
     assert stack.alive(), "a quaero process died"
+    record_figures(
+        scenario,
+        text,
+        lost=figures["lost"],
+        stuck=figures["stuck"],
+        run_twice=figures["refetched"],
+        in_flight_on_cut_worker=None,
+        recover_s=figures["finished_after_s"],
+        healthy_after_s=figures["healthy_after_s"],
+    )
     return figures
 
 
@@ -80,7 +91,13 @@ def test_all_backends_terminated_mid_crawl(stack, own_pg):
         return {"terminated": killed, "healthy_after_s": round(healthy, 2)}
 
     with TestSite(n_pages=600, seed=12, delay=0.05) as site:
-        crawl_through(stack, site, terminate)
+        crawl_through(
+            stack,
+            site,
+            terminate,
+            "postgres-backends-terminated",
+            "every PostgreSQL backend terminated mid-crawl (2 workers)",
+        )
 
 
 def test_postgres_crash_and_restart_mid_crawl(stack, own_pg):
@@ -97,4 +114,10 @@ def test_postgres_crash_and_restart_mid_crawl(stack, own_pg):
         return {"down_s": round(back_at - down_at, 1), "healthy_after_s": round(healthy, 2)}
 
     with TestSite(n_pages=600, seed=13, delay=0.05) as site:
-        crawl_through(stack, site, crash_and_restart)
+        crawl_through(
+            stack,
+            site,
+            crash_and_restart,
+            "postgres-crash-restart",
+            "PostgreSQL crashes (stop -m immediate) mid-crawl, back 5 s later",
+        )

@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 
+from tests.faults import record_figures
 from tests.helpers import wait_for
 from tests.procs import free_port, write_config
 
@@ -85,6 +86,15 @@ def test_a_stalled_workers_stale_attempt_cannot_write(tmp_path, procs):
     assert "no longer holds it" in workers[stalled].output() or "stopped" in (
         workers[stalled].output()
     )
+    record_figures(
+        "worker-sigstop",
+        "a worker stalled (SIGSTOP 6 s, lease 3 s), then SIGCONT",
+        lost=0,
+        stuck=0,
+        run_twice=1,
+        in_flight_on_cut_worker=1,
+        recover_s=None,
+    )
 
 
 def test_a_sigkilled_workers_jobs_run_elsewhere_within_10_seconds(tmp_path, procs):
@@ -114,6 +124,15 @@ def test_a_sigkilled_workers_jobs_run_elsewhere_within_10_seconds(tmp_path, proc
     for i in ids:
         done = wait_for(lambda i=i: finished(base, i), timeout=30)
         assert done["status"] == "completed" and done["attempts"] == 2
+    record_figures(
+        "worker-sigkill",
+        "a worker SIGKILLed with 2 jobs (lease 30 s, worker_timeout 6 s)",
+        lost=0,
+        stuck=0,
+        run_twice=len(ids),
+        in_flight_on_cut_worker=len(ids),
+        recover_s=round(recovery, 1),
+    )
 
 
 def test_serve_killed_mid_fanout_creates_exactly_the_children(tmp_path, procs):

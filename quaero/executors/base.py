@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from quaero import clock
 from quaero.errors import LeaseLost
 from quaero.models import ChildSpec  # re-exported: executors import it from here
 
@@ -119,7 +120,7 @@ class JobContext:
 
     def log(self, level: str, message: str) -> None:
         """Append a line to the job's log (level: debug, info, warning, error)."""
-        self._logs.append((level, message, time.time()))
+        self._logs.append((level, message, clock.now()))
         self._flush_if_due()
 
     def debug(self, message: str) -> None:

@@ -487,7 +487,8 @@ def wait_for_host(host: str, delay: float, ctx: JobContext) -> None:
         return
     manager = ctx.manager
     transaction = partial(manager.store.transaction, durable=False)
-    slot = crawlstate.take_host_slot(manager.db, transaction, ctx.job.root_id, host, delay)
-    while (remaining := slot - time.time()) > 0:
+    now = manager.store.now
+    slot = crawlstate.take_host_slot(manager.db, transaction, ctx.job.root_id, host, delay, now())
+    while (remaining := slot - now()) > 0:
         ctx.raise_if_cancelled()
         time.sleep(min(remaining, 0.25))

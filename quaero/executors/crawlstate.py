@@ -18,7 +18,6 @@ upsert takes the next slot `delay` seconds later, so concurrent workers queue up
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -99,14 +98,18 @@ def found_at(
 
 
 def take_host_slot(
-    db: peewee.Database, transaction: Transaction, root_id: int, host: str, delay: float
+    db: peewee.Database,
+    transaction: Transaction,
+    root_id: int,
+    host: str,
+    delay: float,
+    now: float,
 ) -> float:
-    """Reserve the next request slot for `host` in this crawl: now, or `delay` seconds
-    after the last slot taken by any worker; returns its time (epoch seconds)."""
+    """Reserve the next request slot for `host` in this crawl: `now` (the database's
+    clock, which every worker shares), or `delay` seconds after the last slot taken by
+    any worker; returns its time (epoch seconds)."""
     sql = SLOT_SQL.format(p=db.param)
     delay += SLOT_MARGIN
     return float(
-        transaction(
-            lambda: db.execute_sql(sql, (root_id, host, time.time(), delay, delay)).fetchone()[0]
-        )
+        transaction(lambda: db.execute_sql(sql, (root_id, host, now, delay, delay)).fetchone()[0])
     )
