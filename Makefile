@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_DEPS := $(VENV)/.deps-run
 DEV_DEPS := $(VENV)/.deps-dev
 
-.PHONY: run demo test test-fast lint format migrate system-deps axe clean bench bench-smoke screenshots
+.PHONY: run demo test test-long test-fast lint format migrate system-deps axe clean bench bench-smoke screenshots
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "quaero needs Python 3.11+")'
@@ -61,8 +61,13 @@ format: $(DEV_DEPS)
 	$(VENV)/bin/ruff format quaero tests bench examples run.py
 	$(VENV)/bin/ruff check --fix quaero tests bench examples run.py
 
+# `make test` (under 10 minutes on two cores) leaves out the fault scenarios and the long
+# tests; `make test-long` runs exactly those; CI (.ci/run) runs both: the whole suite.
 test: $(DEV_DEPS) system-deps axe lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not faults and not long"
+
+test-long: $(DEV_DEPS) system-deps
+	$(PY) -m pytest -m "faults or long"
 
 # The edit-test loop (under a minute): no end-to-end, browser or fault tests, and
 # property tests with 10 examples instead of 100. `make test` before committing.

@@ -11,7 +11,7 @@ from tests.helpers import wait_for, wait_for_job
 from tests.procs import RunPy, free_port, write_config
 from tests.sites import TestSite
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 DELAY = 0.3
 

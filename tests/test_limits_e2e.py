@@ -12,7 +12,7 @@ import requests
 from tests.helpers import scale_out_backend, wait_for, wait_for_job
 from tests.procs import RunPy, free_port, write_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 RUNNING_SLEEPS = (
     "SELECT COUNT(*) FROM jobs WHERE type = 'sleep' AND status = 'running' AND outcome IS NULL"

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 from quaero.services import build_services
 from tests.helpers import make_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 TOKEN = "fuzz-" + "k" * 27
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,7 +10,7 @@ import requests
 from tests.helpers import scale_out_backend, wait_for
 from tests.procs import RunPy, free_port, write_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 TICKS = 20
 

@@ -17,7 +17,7 @@ from quaero import config as config_mod
 from quaero.services import build_services
 from tests import procs
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 SLOW_CLIENTS = 1000
 TOKEN = "Zq8&'<>+/=" + "k3J9vR2mXw7LpT4nYb6HcE1sGd5AfU0o"

@@ -12,7 +12,7 @@ import requests
 from tests.helpers import wait_for
 from tests.procs import RunPy, free_port, write_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 SECONDS = float(os.environ.get("QUAERO_SOAK_SECONDS", "60"))
 STEPS = 10

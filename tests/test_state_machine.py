@@ -6,6 +6,7 @@ import time
 from collections import Counter
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -20,6 +21,7 @@ from quaero.models import FINAL_STATUSES, STATUSES, ChildSpec, Job, JobLog
 from quaero.services import Services
 
 BACKENDS = ["sqlite", "postgresql"]  # the same sequences on both stores
+pytestmark = pytest.mark.long  # 100 sequences on each store (make test-fast runs 10)
 
 W = "host:1:abcdef"
 FINAL = {s.value for s in FINAL_STATUSES}
