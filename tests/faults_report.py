@@ -66,7 +66,7 @@ def render(figures: dict) -> str:
         "# Fault scenarios and their figures",
         "",
         "Every fault the test suite inflicts on quaero, with its figures from the last run",
-        "(`make test` runs them: pytest markers `e2e` and `faults`). Each test drives real",
+        "(`make test-long` runs them, and CI: pytest marker `faults`). Each test drives real",
         "processes (`web`, `worker`, `serve`) on real stores, PostgreSQL and Redis being",
         "the test's own instances on free 127.0.0.1 ports, partitions made by a TCP proxy",
         "of the test's own (`tests/netproxy.py`), and counts jobs exactly: **lost** (a",
