@@ -149,6 +149,7 @@ def test_serve_killed_mid_fanout_creates_exactly_the_children(tmp_path, procs):
     serve.wait(10)
     at_kill = rows(tmp_path, "SELECT COUNT(*) FROM jobs WHERE parent_id = ?", [root_id])[0][0]
     assert 3000 <= at_kill < 10_000, "the fan-out must be killed mid-way"
+    restarted_at = time.monotonic()
     restarted = procs("serve", config)
     restarted.wait_healthy(base)
     root = wait_for(lambda: finished(base, root_id), timeout=120)
@@ -158,6 +159,15 @@ def test_serve_killed_mid_fanout_creates_exactly_the_children(tmp_path, procs):
         tmp_path, "SELECT COUNT(*), COUNT(DISTINCT name) FROM jobs WHERE parent_id = ?", [root_id]
     )[0]
     assert children == names == 10_000
+    record_figures(
+        "serve-sigkill-fanout",
+        "`serve` SIGKILLed while a 10,000-child fan-out spawns, then restarted",
+        lost=0,
+        stuck=0,
+        duplicated_children=children - 10_000,
+        children_at_kill=at_kill,
+        recover_s=round(time.monotonic() - restarted_at, 1),
+    )
 
 
 def test_pause_kill_restart_resume_cycles_never_duplicate_children(tmp_path, procs):
@@ -194,6 +204,14 @@ def test_pause_kill_restart_resume_cycles_never_duplicate_children(tmp_path, pro
         root = wait_for(lambda r=root_id: finished(base, r), timeout=120)
         assert root["status"] == "completed", root
         assert root["counts"]["total"] == root["counts"]["completed"] == 1500
+    record_figures(
+        "pause-kill-resume",
+        "pause, SIGKILL, restart, resume, up to 6 times, 3 fan-outs of 1,500 spawning",
+        lost=0,
+        stuck=0,
+        duplicated_children=0,
+        parents_interrupted_mid_spawn=killed_mid_spawn,
+    )
 
 
 def test_a_large_retention_purge_takes_no_job_from_a_live_worker(tmp_path, procs):
@@ -259,3 +277,11 @@ def test_a_large_retention_purge_takes_no_job_from_a_live_worker(tmp_path, procs
     assert count(lost, ids) == 0
     wait_for(lambda: count("SELECT COUNT(*) FROM jobs WHERE root_id = ?", [old]) == 0, timeout=90)
     assert "retention: deleted" in purger.output()
+    record_figures(
+        "retention-purge",
+        "1,000,000 expired jobs purged by a worker running jobs (lease 3 s)",
+        lost=0,
+        stuck=0,
+        run_twice=0,
+        taken_from_live=0,
+    )

@@ -93,7 +93,9 @@ def test_auth_matrix_over_every_route(app_with_token, credentials):
     app = app_with_token
     manager = app.extensions["quaero"].manager
     routes = concrete_routes(app, job_id="{id}")
-    assert len(routes) == 22 and ("DELETE", "/api/jobs/{id}") in routes
+    # 22, plus the triage routes (descendants, failures ×2, export, bulk) and schedules
+    assert len(routes) == 28 and ("DELETE", "/api/jobs/{id}") in routes
+    assert ("POST", "/api/jobs/bulk") in routes and ("GET", "/api/schedules") in routes
     client = app.test_client()
     headers = {}
     if credentials == "wrong token":
@@ -383,7 +385,8 @@ def test_read_only_serves_reads_and_refuses_every_state_change(make_services):
         assert client.get(path).status_code == 200, path
     unsafe = [(m, p) for m, p in concrete_routes(app, job.id) if m in ("POST", "DELETE")]
     api_changes = [(m, p) for m, p in unsafe if p.startswith("/api/")]
-    assert len(api_changes) == 7  # create, cancel, retry, rerun, pause, resume, delete
+    # create, cancel, retry, rerun, pause, resume, delete, and bulk actions
+    assert len(api_changes) == 8 and ("POST", "/api/jobs/bulk") in api_changes
     for method, path in api_changes:
         response = client.open(path, method=method, json={"type": "noop"})
         assert response.status_code == 403, (method, path)
