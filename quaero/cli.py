@@ -125,17 +125,9 @@ def make_server(config: Config, app):
 
 
 def cmd_serve(config: Config, args: argparse.Namespace, before_run=None) -> int:
-    from quaero.services import build_services
-    from quaero.web import create_app
     from quaero.worker import WorkerService
 
-    check_bind(config)
-    services = build_services(config)
-    try:
-        server = make_server(config, create_app(services))
-    except ConfigError:
-        services.close()
-        raise
+    services, server = open_web(config)
     if before_run is not None:
         before_run(services, server)
     worker = WorkerService(services)
@@ -155,17 +147,23 @@ def cmd_serve(config: Config, args: argparse.Namespace, before_run=None) -> int:
     return 0
 
 
-def cmd_web(config: Config, args: argparse.Namespace) -> int:
+def open_web(config: Config):
+    """Check the bind, open the services and make the web server (not started yet);
+    the services are closed again if the server cannot be made."""
     from quaero.services import build_services
     from quaero.web import create_app
 
     check_bind(config)
     services = build_services(config)
     try:
-        server = make_server(config, create_app(services))
+        return services, make_server(config, create_app(services))
     except ConfigError:
         services.close()
         raise
+
+
+def cmd_web(config: Config, args: argparse.Namespace) -> int:
+    services, server = open_web(config)
     print(
         f"quaero web on http://{config.server.host}:{server.effective_port}/jobs",
         file=sys.stderr,

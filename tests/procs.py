@@ -49,6 +49,31 @@ def write_config(folder: Path, port: int, text: str = "") -> Path:
     return path
 
 
+def scale_out_config(
+    folder: Path, port: int, backend: dict, text: str = "", num_workers: int = 3
+) -> Path:
+    """write_config for PostgreSQL + Redis: `backend` is what
+    tests.helpers.scale_out_backend() yields; `text` adds TOML tables after it."""
+    queue, db_url = backend["queue"], backend["database"]["url"]
+    path = write_config(
+        folder,
+        port,
+        f'''
+[queue]
+backend = "redis"
+url = "{queue["url"]}"
+name = "{queue["name"]}"
+num_workers = {num_workers}
+[database]
+url = "{db_url}"
+max_connections = 10
+''',
+    )
+    with path.open("a") as fh:
+        fh.write("\n" + text)
+    return path
+
+
 class RunPy:
     """One `run.py COMMAND --config PATH` process, its output in a file."""
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.helpers import scale_out_backend, wait_for, wait_for_job
-from tests.procs import RunPy, free_port, write_config
+from tests.procs import RunPy, free_port, scale_out_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
@@ -25,22 +25,9 @@ def test_max_running_holds_across_three_worker_processes(tmp_path):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         db_url = backend["database"]["url"]
-        config = write_config(
-            tmp_path,
-            port,
-            f"""
-[queue]
-backend = "redis"
-url = "{backend["queue"]["url"]}"
-name = "{backend["queue"]["name"]}"
-num_workers = 5
-[database]
-url = "{db_url}"
-max_connections = 10
-""",
+        config = scale_out_config(  # 3 worker processes below, 5 threads each
+            tmp_path, port, backend, "[types.sleep]\nmax_running = 2\n", num_workers=5
         )
-        with config.open("a") as fh:
-            fh.write("\n[types.sleep]\nmax_running = 2\n")
         samples: list[int] = []
         stop = threading.Event()
 

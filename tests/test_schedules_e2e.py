@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.helpers import scale_out_backend, wait_for
-from tests.procs import RunPy, free_port, write_config
+from tests.procs import RunPy, free_port, scale_out_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
@@ -21,22 +21,13 @@ def test_three_workers_create_exactly_one_root_per_tick(tmp_path):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         db_url = backend["database"]["url"]
-        config = write_config(
+        config = scale_out_config(
             tmp_path,
             port,
-            f"""
-[queue]
-backend = "redis"
-url = "{backend["queue"]["url"]}"
-name = "{backend["queue"]["name"]}"
-[database]
-url = "{db_url}"
-max_connections = 10
-""",
+            backend,
+            '[[schedules]]\nname = "every-second"\nevery = "1s"\ntype = "noop"\n'
+            'payload = {note = "scheduled"}\n',
         )
-        with config.open("a") as fh:
-            fh.write('\n[[schedules]]\nname = "every-second"\nevery = "1s"\ntype = "noop"\n')
-            fh.write('payload = {note = "scheduled"}\n')
         try:
             web = RunPy("web", config).start()
             started.append(web)
