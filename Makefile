@@ -39,14 +39,17 @@ migrate: $(RUN_DEPS)
 # Debian's wget, the crawl benchmark's and depth tests' yardstick, npm (fetches axe-core,
 # below), Debian's prometheus for promtool (tests/test_metrics.py checks /metrics with it),
 # and the PostgreSQL and Redis binaries the fault tests start instances of their own from
-# (tests/services.py).
+# (tests/services.py). Only the missing ones are installed: where Node.js brings its own
+# npm, Debian's npm package would conflict with it.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 && command -v wget >/dev/null 2>&1 && \
-	  command -v npm >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium wget npm prometheus; }
-	@command -v redis-server >/dev/null 2>&1 && \
-	  { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql redis-server; }
+	@missing=""; \
+	  for c in chromium:chromium wget:wget npm:npm promtool:prometheus redis-server:redis-server; do \
+	    command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; done; \
+	  command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	    missing="$$missing postgresql"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 # axe-core for the accessibility test: a pinned release fetched with `npm pack` into
 # .cache/ and checked against its sha512 (tests/browser/axe.py).
