@@ -185,15 +185,26 @@ class Client:
         priority: int | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        run_at: float | str | None = None,
+        delay: float | None = None,
+        on_child_failure: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a root job; returns it. With `idempotency_key`, sending the same
-        submission again (after a timeout, a 503) returns the first one's job."""
+        """Submit a root job; returns it. `run_at` (epoch seconds or ISO 8601) or
+        `delay` (seconds) start it later; `on_child_failure` is "ignore" or "fail".
+        With `idempotency_key`, sending the same submission again (after a timeout, a
+        503) returns the first one's job."""
         body: dict[str, Any] = {"type": type, "payload": payload or {}}
-        extra = {"name": name, "priority": priority, "max_attempts": max_attempts}
+        extra = {
+            "name": name,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+            "run_at": run_at,
+            "delay": delay,
+            "on_child_failure": on_child_failure,
+        }
         body.update({key: value for key, value in extra.items() if value is not None})
-        if timeout is not None:
-            body["timeout"] = timeout
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._call("POST", "/api/jobs", json=body, headers=headers)
 

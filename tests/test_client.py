@@ -59,6 +59,18 @@ def test_submit_get_wait_and_children(client):
     assert len(client.children(root["id"], status="completed", offset=2)["jobs"]) == 1
 
 
+def test_submit_takes_a_start_time_and_the_child_failure_policy(client):
+    later = client.submit("noop", delay=60, on_child_failure="fail")
+    assert later["on_child_failure"] == "fail"
+    assert later["run_after"] is not None and later["status"] == "pending"
+    at = client.submit("noop", run_at=time.time() + 120)
+    assert at["run_after"] > later["run_after"]
+    with pytest.raises(ValidationError):
+        client.submit("noop", delay=-1)
+    for job in (later, at):
+        client.cancel(job["id"])
+
+
 def test_logs_and_the_tail_iterator_follow_a_job_to_its_end(client):
     job = client.submit("sleep", {"seconds": 1.0, "steps": 4})
     lines = list(client.tail(job["id"], poll=0.1, timeout=30))
