@@ -197,6 +197,8 @@ class Worker(BaseModel):
     stopped_at = peewee.DoubleField(null=True)
     #: seconds this worker's host clock is ahead of the database's (see quaero.clock)
     clock_skew = peewee.DoubleField(null=True)
+    #: the ids of the jobs it executed at its last heartbeat, comma-separated
+    executing = peewee.TextField(null=True)
 
     class Meta:
         table_name = "workers"

@@ -62,7 +62,12 @@ class Recovery:
     def heartbeat(self, worker_id: str, executing: Iterable[int], jobs_done: int = 0) -> int:
         """Record the worker process as alive and renew the leases of the jobs it is
         executing right now (never all rows naming it: a job whose finish failed to
-        write must lapse and be reaped); returns the number of leases renewed.
+        write must lapse and be reaped); returns the number of leases renewed in `jobs`.
+
+        The beat also lists those jobs on the worker's own row, and a listed job counts
+        as leased until the beat + `lease_seconds` (`_renewed_by_beat`): on PostgreSQL
+        the renewal of the rows skips those a slow transaction holds, so the lease does
+        not depend on it.
 
         PostgreSQL stamps the beat and the leases with its own clock as each statement
         runs, so a slow round trip does not age them; then this process measures its
@@ -80,6 +85,7 @@ class Recovery:
                 jobs_done=jobs_done,
                 stopped_at=None,
                 clock_skew=self.store.clock.skew,
+                executing=",".join(map(str, ids)),
             ).where(Worker.id == worker_id).execute()
 
         def renew() -> int:
@@ -108,7 +114,7 @@ class Recovery:
 
     def unregister_worker(self, worker_id: str, jobs_done: int = 0) -> None:
         """Mark a worker as stopped."""
-        update = Worker.update(stopped_at=self.store.now(), jobs_done=jobs_done)
+        update = Worker.update(stopped_at=self.store.now(), jobs_done=jobs_done, executing=None)
         self.store.transaction(update.where(Worker.id == worker_id).execute)
 
     def release_worker_jobs(self, worker_id: str) -> int:
@@ -187,6 +193,7 @@ class Recovery:
         def update() -> int:
             of_dead = (Job.status == JobStatus.RUNNING) & Job.worker_id.in_(dead)
             self.store.lock(job_id for (job_id,) in Job.select(Job.id).where(of_dead).tuples())
+            Worker.update(executing=None).where(Worker.id.in_(dead)).execute()
             return Job.update(lease_expires_at=0).where(of_dead).execute()
 
         expired = self.store.transaction(update)
@@ -205,8 +212,11 @@ class Recovery:
         expired = list(
             Job.select()
             .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+            .order_by(Job.lease_expires_at)
             .limit(limit)
         )
+        renewed = self._renewed_by_beat(expired, now)
+        expired = [job for job in expired if job.id not in renewed]
         requeue: list[tuple[int, int]] = []
         for job in expired:
             if proceed is not None and not proceed():
@@ -229,6 +239,26 @@ class Recovery:
                 "reaper: %d expired leases, %d jobs re-queued", len(expired), len(requeue)
             )
         return len(requeue)
+
+    def _renewed_by_beat(self, jobs: list[Job], now: float) -> set[int]:
+        """The ids of `jobs` that their holder's last heartbeat listed as executing,
+        within `lease_seconds` of `now`: leased, whatever their row says."""
+        holders = {job.worker_id for job in jobs if job.worker_id}
+        if not holders:
+            return set()
+        since = now - self.config.jobs.lease_seconds
+        beats = (
+            Worker.select(Worker.id, Worker.executing)
+            .where(
+                Worker.id.in_(list(holders)),
+                Worker.last_heartbeat > since,
+                Worker.stopped_at.is_null(),
+                Worker.executing.is_null(False),
+            )
+            .tuples()
+        )
+        listed = {(w, int(i)) for w, ids in beats for i in ids.split(",") if i}
+        return {job.id for job in jobs if (job.worker_id, job.id) in listed}
 
     def _requeue_lost(self, job: Job, now: float) -> bool:
         """`running → pending` for a job whose lease expired, if still so."""

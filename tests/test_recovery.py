@@ -39,6 +39,24 @@ def test_heartbeat_renews_only_the_leases_of_jobs_being_executed(manager, recove
     assert reload(jobs[2]).lease_expires_at < time.time() + 1.5
 
 
+def test_a_beat_that_lists_a_job_keeps_it_even_when_its_row_was_not_renewed(manager, recovery):
+    """Renewal does not depend on the job's row (issue 19): on PostgreSQL the beat skips
+    rows a slow transaction holds, so the reaper also honours the executing ids of the
+    holder's last beat, for a lease from that beat; a job the beat left out lapses."""
+    recovery.register_worker(W, 4)
+    listed, left_out = [manager.claim(manager.create_root("noop", {}).id, W) for _ in range(2)]
+    recovery.heartbeat(W, [listed.id])
+    # as if the beat had skipped both rows: their leases expired in the jobs table
+    Job.update(lease_expires_at=time.time() - 1).execute()
+    assert recovery.reap_expired_leases() == 1
+    assert reload(listed).status == "running" and reload(left_out).status == "pending"
+    # a beat older than a lease renews nothing
+    lease = manager.config.jobs.lease_seconds
+    Worker.update(last_heartbeat=time.time() - lease - 1).where(Worker.id == W).execute()
+    assert recovery.reap_expired_leases() == 1
+    assert reload(listed).status == "pending"
+
+
 def test_dead_local_worker_leases_expire_at_once(manager, recovery):
     dead = f"{socket.gethostname()}:999999999:abcdef"
     recovery.register_worker(dead, 1)
