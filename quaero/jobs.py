@@ -640,7 +640,7 @@ class JobManager:
         """
         now = self.store.now()
 
-        def update() -> list[tuple[int, int]]:
+        def update() -> list[tuple[int, int, float | None]]:
             job = self.get_or_404(job_id)
             self.store.lock_chain(job)
             if paused and job.status not in UNFINISHED:
@@ -653,12 +653,17 @@ class JobManager:
             if paused:
                 return []
             return list(
-                Job.select(Job.id, Job.priority)
+                Job.select(Job.id, Job.priority, Job.run_after)
                 .where(self._subtree(job), Job.status == JobStatus.PENDING)
                 .tuples()
             )
 
-        self.queue.enqueue(self.store.transaction(update))
+        released = self.store.transaction(update)
+        # a job not due yet (delayed, or a retry in back-off) is enqueued with its eta
+        self.store.enqueue_or_sweep([(i, p) for i, p, at in released if not at or at <= now])
+        for job_id_, priority, at in released:
+            if at and at > now:
+                self.store.enqueue_or_sweep([(job_id_, priority)], at - now)
         return self.get_or_404(job_id)
 
 

@@ -333,3 +333,22 @@ def test_children_without_a_key_are_keyed_by_position_so_a_rerun_adds_none(
     names = [j.name for j in Job.select().where(Job.parent_id == parent.id).order_by(Job.id)]
     assert names == ["c0", "c1", "c2", "c3", "c4"]
     assert reload(parent).counts["total"] == 5
+
+
+def test_resuming_a_delayed_job_schedules_it_for_its_time(manager, services):
+    """Resume enqueues a job that is not due yet with its eta, for Huey's schedule (a
+    message without one is taken early and dropped: the job waited for the sweep)."""
+    later = manager.create_root("noop", {}, run_after=time.time() + 60)
+    now = manager.create_root("noop", {})
+    for job in (later, now):
+        manager.set_paused(job.id, True)
+    services.queue.huey.storage.flush_queue()
+    services.queue.huey.storage.flush_schedule()
+    for job in (later, now):
+        manager.set_paused(job.id, False)
+    huey = services.queue.huey
+    etas = {
+        task.args[0]: task.eta for task in map(huey.deserialize_task, huey.storage.enqueued_items())
+    }
+    assert etas.keys() == {later.id, now.id} and etas[now.id] is None
+    assert etas[later.id] is not None
