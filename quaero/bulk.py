@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import peewee
+from pydantic import BaseModel, ConfigDict, Field
 
 from quaero import queries
 from quaero.errors import Conflict, NotFound, ValidationFailed
-from quaero.models import STATUSES, UNFINISHED, Job
+from quaero.models import MAX_ID, STATUSES, UNFINISHED, Job
 
 if TYPE_CHECKING:
     from quaero.jobs import JobManager
@@ -28,7 +29,38 @@ if TYPE_CHECKING:
 ACTIONS = ("retry", "cancel", "delete", "pause", "resume")
 GROUP_ACTIONS = ("retry",)  # failed jobs are final: retrying them is all that applies
 MAX_IDS = 1000
+MAX_TEXT_CHARS = 200  # a filter's type, q or error_group
 FILTER_KEYS = ("status", "type", "q", "has_failures", "ids", "root_id", "error_group")
+
+JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class BulkRequestFilter(BaseModel):
+    """Roots' filters (status, type, q, has_failures), a tree (root_id), an error group
+    (error_group, alone or with root_id), or ids (a list of root ids); at least one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    status: Literal[tuple(STATUSES)] = None  # type: ignore[valid-type]
+    type: Text = None  # type: ignore[assignment]
+    q: Text = None  # type: ignore[assignment]
+    has_failures: bool = None  # type: ignore[assignment]
+    ids: list[JobId] = Field(None, max_length=MAX_IDS)
+    root_id: JobId = None  # type: ignore[assignment]
+    error_group: Text = None  # type: ignore[assignment]
+
+
+# The OpenAPI document's schema of the body, with the limits `parse` checks (it words
+# each problem itself, as the API always has).
+class BulkRequest(BaseModel):
+    """The body of `POST /api/jobs/bulk`."""
+
+    action: Literal[ACTIONS]  # type: ignore[valid-type]
+    filter: BulkRequestFilter
+    dry_run: bool = Field(
+        False, description="only count what the action would touch (the page asks first)"
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +84,7 @@ class BulkFilter:
 
 
 def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
 
 
 def parse(body: dict[str, Any]) -> tuple[str, BulkFilter, bool]:
@@ -71,8 +103,10 @@ def parse(body: dict[str, Any]) -> tuple[str, BulkFilter, bool]:
     values: dict[str, Any] = {}
     for key in ("type", "q", "error_group"):
         value = raw.get(key)
-        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
-            errors[f"filter.{key}"] = "a string of 1 to 200 characters"
+        if value is not None and (
+            not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT_CHARS
+        ):
+            errors[f"filter.{key}"] = f"a string of 1 to {MAX_TEXT_CHARS} characters"
         elif value is not None:
             values[key] = value
     if raw.get("status") is not None:

@@ -35,6 +35,7 @@ STATUSES = [s.value for s in JobStatus]
 FINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 UNFINISHED = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_ID = 2**63 - 1  # ids and offsets are 64-bit integers in SQLite and PostgreSQL
 #: Tables of per-tree executor state (`root_id` column), deleted with their tree.
 TREE_STATE_TABLES = ("crawl_pages", "crawl_hosts")
 

@@ -6,17 +6,32 @@ import datetime as dt
 import json
 import math
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from quaero.errors import ValidationFailed
 from quaero.executors.base import REGISTRY, public_types
+from quaero.policies import POLICIES
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # a payload's JSON, UTF-8 encoded
 MAX_PAYLOAD_DEPTH = 20  # nested objects and arrays in a payload, the payload itself included
 MAX_NAME_CHARS = 500  # a job's name, given or taken from its URL
 MAX_DELAY_SECONDS = 366 * 86_400  # a job may be scheduled up to a year ahead
+
+# How the document shows run_at's two forms (the validator below checks them).
+IsoTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+EpochSeconds = Annotated[
+    float, WithJsonSchema({"type": "number", "minimum": 0, "description": "epoch seconds"})
+]
 
 
 class CreateJob(BaseModel):
@@ -24,15 +39,32 @@ class CreateJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=64)
+    type: str = Field(min_length=1, max_length=64, description="executor")
     name: str | None = Field(None, max_length=MAX_NAME_CHARS)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"at most {MAX_PAYLOAD_BYTES} bytes of JSON and {MAX_PAYLOAD_DEPTH} "
+        "levels deep",
+    )
     priority: int = Field(0, ge=-100, le=100)
     max_attempts: int | None = Field(None, ge=1, le=100)
-    timeout: float | None = Field(None, gt=0, le=86_400)
-    run_at: float | str | None = Field(None, description="ISO 8601 with a zone, or epoch s")
-    delay: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS, description="seconds")
-    on_child_failure: Literal["ignore", "fail"] | None = None
+    timeout: float | None = Field(None, gt=0, le=86_400, description="seconds")
+    run_at: EpochSeconds | IsoTime | None = Field(
+        None,
+        description="start no earlier than this (ISO 8601 with its zone, or epoch seconds; "
+        "at most a year ahead); not with delay",
+    )
+    delay: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        description="start no earlier than this many seconds from now; not with run_at",
+    )
+    on_child_failure: Literal[POLICIES] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="what a descendant's failure means (default ignore; a payload's "
+        "on_child_failure is taken when this is not given)",
+    )
 
     @field_validator("run_at")
     @classmethod

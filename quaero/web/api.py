@@ -17,7 +17,7 @@ from quaero import bulk, export, idempotency, queries, schedules
 from quaero.errors import NotFound, ValidationFailed
 from quaero.executors.base import public_types
 from quaero.metrics import CONTENT_TYPE, render_metrics
-from quaero.models import LOG_LEVELS, STATUSES
+from quaero.models import LOG_LEVELS, MAX_ID, STATUSES
 from quaero.serialize import job_summary_to_dict, job_to_dict, log_to_dict
 from quaero.services import Services
 from quaero.validation import job_name, validate_create
@@ -27,7 +27,10 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 MAX_LIMIT = 500
-MAX_ID = 2**63 - 1  # ids and offsets are 64-bit integers in SQLite and PostgreSQL
+MAX_LOG_LINES = 1000  # lines of a log page
+MAX_DEPTH = 1_000_000  # the depth filter of descendants
+MAX_NAME_CHARS = 64  # a type or error group a listing filters on (longer ones are cut)
+MAX_SEARCH_CHARS = 200  # a listing's `q`
 JOB = "/api/jobs/<job_id:job_id>"
 
 
@@ -156,8 +159,8 @@ def job_filter(parent_id: int | None = None) -> queries.JobFilter:
         root_id=None if parent_id is not None else int_arg("root_id", None, 1),
         has_failures=bool_arg("has_failures"),
         status=choice_arg("status", STATUSES),
-        type=text_arg("type", 64),
-        q=text_arg("q", 200),
+        type=text_arg("type", MAX_NAME_CHARS),
+        q=text_arg("q", MAX_SEARCH_CHARS),
         limit=int_arg("limit", 50, 1, MAX_LIMIT),
         offset=int_arg("offset", 0, 0),
     )
@@ -241,7 +244,7 @@ def logs(job_id: int):
     reject_unknown_args(LOGS_ARGS)
     level = choice_arg("level", LOG_LEVELS)
     after_id = int_arg("after_id", None, 0)
-    limit = int_arg("limit", 200, 1, 1000)
+    limit = int_arg("limit", 200, 1, MAX_LOG_LINES)
     if bool_arg("tree"):
         lines = queries.tree_logs(job, level=level, after_id=after_id, limit=limit)
     else:
@@ -255,10 +258,10 @@ def descendants(job_id: int):
     reject_unknown_args(DESCENDANTS_ARGS)
     f = queries.DescendantFilter(
         status=choice_arg("status", STATUSES),
-        type=text_arg("type", 64),
-        depth=int_arg("depth", None, 0, 1_000_000),
-        error_group=text_arg("error_group", 64),
-        q=text_arg("q", 200),
+        type=text_arg("type", MAX_NAME_CHARS),
+        depth=int_arg("depth", None, 0, MAX_DEPTH),
+        error_group=text_arg("error_group", MAX_NAME_CHARS),
+        q=text_arg("q", MAX_SEARCH_CHARS),
         sort=choice_arg("sort", queries.DESCENDANT_SORTS) or "id",
         limit=int_arg("limit", 50, 1, MAX_LIMIT),
         offset=int_arg("offset", 0, 0),
@@ -303,7 +306,7 @@ def time_arg(name: str) -> float | None:
 @bp.get("/api/failures")
 def failures():
     reject_unknown_args(FAILURES_ARGS)
-    groups = queries.failures(type=text_arg("type", 64), since=time_arg("since"))
+    groups = queries.failures(type=text_arg("type", MAX_NAME_CHARS), since=time_arg("since"))
     return jsonify({"groups": groups})
 
 

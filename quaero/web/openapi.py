@@ -1,8 +1,12 @@
 """The OpenAPI 3 description of the JSON API, served at GET /api/openapi.json.
 
-Written by hand as a Python dict next to the code it describes; a test checks that every
-API route of the Flask app is here and that nothing here is missing from the app, and a
-schemathesis run against a live server checks the answers against it.
+The schemas are generated from the pydantic models that validate the requests
+(`quaero.validation.CreateJob`, `quaero.bulk.BulkRequest`, each type's `Payload`) and
+that describe the answers (quaero/web/schemas.py), so a limit is written once, where it
+is checked. The operations are a table here; the query arguments' limits are the
+constants quaero/web/api.py checks them with. A test checks that every API route of the
+Flask app is here and nothing else, and a schemathesis run against a live server checks
+the answers against the document.
 """
 
 from __future__ import annotations
@@ -10,19 +14,57 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
+from quaero.bulk import BulkRequest
 from quaero.executors.base import public_types
-from quaero.models import LOG_LEVELS, STATUSES
+from quaero.idempotency import HEADER, MAX_KEY_CHARS
+from quaero.models import LOG_LEVELS, MAX_ID, STATUSES
 from quaero.queries import DESCENDANT_SORTS
-from quaero.validation import MAX_DELAY_SECONDS, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
-from quaero.web.api import MAX_ID, MAX_LIMIT
-from quaero.web.payload_schemas import payload_property, payload_schemas
+from quaero.validation import CreateJob
+from quaero.web import api, schemas
+from quaero.web.payload_schemas import PREFIX, payload_property, payload_schemas, to_openapi30
 
 bp = Blueprint("openapi", __name__)
 
 
+def _plain(schema: Any) -> Any:
+    """A generated schema without pydantic's titles and `default: null` (a key that is
+    left out is not a null)."""
+    if isinstance(schema, list):
+        return [_plain(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "title" or (key == "default" and value is None):
+            continue
+        if key == "properties":
+            out[key] = {name: _plain(sub) for name, sub in value.items()}
+        else:
+            out[key] = _plain(value)
+    return out
+
+
+def model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """`components.schemas` entries of `models` and of the models they refer to, in
+    OpenAPI 3.0's dialect; `ErrorDetail` is inlined in `Error` (one error shape)."""
+    _, top = models_json_schema(
+        [(model, "validation") for model in models], ref_template=PREFIX + "{model}"
+    )
+    found = {name: _plain(to_openapi30(schema)) for name, schema in top["$defs"].items()}
+    if "Error" in found:
+        found["Error"]["properties"]["error"] = found.pop("ErrorDetail")
+    return found
+
+
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": PREFIX + name}
+
+
+def _schema(schema: str | dict[str, Any]) -> dict[str, Any]:
+    return _ref(schema) if isinstance(schema, str) else schema
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -55,25 +97,39 @@ ERRORS = {
 }
 
 
-def _errors(*codes: str) -> dict[str, Any]:
-    return {code: ERRORS[code] for code in ("401", "403", *codes, "503")}
-
-
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": (
-        "Makes a retried submission safe: a request with a key already used in the last "
-        "24 hours creates nothing and answers 200 with the job the first one created (the "
-        "same body is required, else 422). At most 200 printable ASCII characters, else 400."
-    ),
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[ -~]+$"},
-}
+def _op(
+    summary: str,
+    answers: dict[str, tuple[str | dict[str, Any], str] | dict[str, Any]],
+    errors: tuple[str, ...] = (),
+    parameters: list[dict[str, Any]] | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """One operation: `answers` maps a status to (a component name or a JSON schema, what
+    it means), or to a response; the 401, 403 and 503 any operation may answer come with
+    `errors`."""
+    responses = {
+        status: answer if isinstance(answer, dict) else _json(_schema(answer[0]), answer[1])
+        for status, answer in answers.items()
+    }
+    responses.update({code: ERRORS[code] for code in ("401", "403", *errors, "503")})
+    return {
+        "summary": summary,
+        **({"parameters": parameters} if parameters else {}),
+        **more,
+        "responses": responses,
+    }
 
 
 def _int(minimum: int, maximum: int = MAX_ID, **extra: Any) -> dict[str, Any]:
     return {"type": "integer", "minimum": minimum, "maximum": maximum, **extra}
+
+
+def _text(max_chars: int) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_chars}
+
+
+def _enum(choices: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "enum": list(choices), **extra}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -86,6 +142,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+BOOLEAN = _enum(["true", "false", "1", "0"])
 JOB_ID = {
     "name": "job_id",
     "in": "path",
@@ -94,628 +151,255 @@ JOB_ID = {
     "example": 1,
     "description": "the job's id",
 }
+IDEMPOTENCY_KEY = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retried submission safe: a request with a key already used in the last "
+        "24 hours creates nothing and answers 200 with the job the first one created (the "
+        f"same body is required, else 422). At most {MAX_KEY_CHARS} printable ASCII "
+        "characters, else 400."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS, "pattern": "^[ -~]+$"},
+}
+PAGE = [
+    _query("limit", _int(1, api.MAX_LIMIT, default=50), "page size"),
+    _query("offset", _int(0, default=0), "jobs to skip"),
+]
+LISTING = [
+    _query("status", _enum(STATUSES), "only jobs in this status"),
+    _query(
+        "has_failures",
+        BOOLEAN,
+        "true: only jobs with failed descendants (a completed root may have some); "
+        "false: only jobs without",
+    ),
+    _query("type", _text(api.MAX_NAME_CHARS), "only jobs of this type"),
+    _query("q", _text(api.MAX_SEARCH_CHARS), "search in names"),
+    *PAGE,
+]
+DESCENDANTS = [
+    JOB_ID,
+    _query("status", _enum(STATUSES), "in this status"),
+    _query("type", _text(api.MAX_NAME_CHARS), "of this type"),
+    _query("depth", _int(0, api.MAX_DEPTH), "at this depth (a root is 0)"),
+    _query("error_group", _text(api.MAX_NAME_CHARS), "failed with this cause (a key of /failures)"),
+    _query("q", _text(api.MAX_SEARCH_CHARS), "in names, payloads and errors"),
+    _query(
+        "sort",
+        _enum(DESCENDANT_SORTS, default="id"),
+        "order; '-' for descending (unfinished jobs last)",
+    ),
+    *PAGE,
+]
+LOGS = [
+    JOB_ID,
+    _query("level", _enum(LOG_LEVELS), "minimum"),
+    _query("after_id", _int(0), "only lines after this id"),
+    _query("limit", _int(1, api.MAX_LOG_LINES, default=200), "lines at most"),
+    _query("tree", BOOLEAN, "true: the lines of the job and all its descendants, in time order"),
+]
+STATE_ERRORS = ("404", "409", "413", "415")
+SUBMIT = (
+    "The job is stored, then enqueued. While the queue is unavailable the job is still "
+    "stored and answered 201: it is enqueued when the queue is back. A 503 means the "
+    "database is unavailable and the job was not stored (unless the connection broke "
+    "during COMMIT: retry with the same Idempotency-Key to be sure)."
+)
+BULK = (
+    "Small actions run at once (200 with counts); ones touching more than [jobs] "
+    "bulk_inline_jobs jobs run as a `bulk` job of their own, answered 202 with its id "
+    "(its progress and log tell how it goes)."
+)
 
 
-def _filters(with_parent: bool) -> list[dict[str, Any]]:
-    """The query arguments of a listing (any other is a 400 naming it)."""
-    params = [
-        _query("status", {"type": "string", "enum": list(STATUSES)}, "only jobs in this status"),
-        _query(
-            "has_failures",
-            {"type": "string", "enum": ["true", "false", "1", "0"]},
-            "true: only jobs with failed descendants (a completed root may have some); "
-            "false: only jobs without",
-        ),
-        _query("type", {"type": "string", "maxLength": 64}, "only jobs of this type"),
-        _query("q", {"type": "string", "maxLength": 200}, "search in names"),
-        _query("limit", _int(1, MAX_LIMIT, default=50), "page size"),
-        _query("offset", _int(0, default=0), "jobs to skip"),
-    ]
-    if with_parent:
-        params.insert(0, _query("parent_id", _int(1), "direct children of this job"))
-        params.insert(
-            1, _query("root_id", _int(1), "every job of this tree, its root included, oldest first")
-        )
-    return params
+def _text_answer(description: str, *media_types: str) -> dict[str, Any]:
+    content = {media_type: {"schema": {"type": "string"}} for media_type in media_types}
+    return {"description": description, "content": content}
 
 
-def _job_action(summary: str, *codes: str, status: str = "200") -> dict[str, Any]:
-    return {
-        "summary": summary,
-        "parameters": [JOB_ID],
-        "responses": {status: _json(_ref("Job"), "the job"), **_errors("404", *codes)},
-    }
-
-
-NULLABLE_STRING = {"type": "string", "nullable": True}
-NULLABLE_NUMBER = {"type": "number", "nullable": True}
-COUNTS = {
-    "type": "object",
-    "required": [*STATUSES, "total"],
-    "properties": {name: {"type": "integer"} for name in (*STATUSES, "total")},
+EXPORT_ROWS = _text_answer(
+    "the rows, oldest job first (an attachment)", "application/x-ndjson", "text/csv"
+)
+METRICS_TEXT = _text_answer("Prometheus text format", "text/plain")
+RERUN_BODY = {
+    "required": False,
+    "description": 'payload keys to override, as {"payload": {...}} or the keys alone',
+    "content": {"application/json": {"schema": {"type": "object"}}},
 }
 
-JOB_PROPERTIES = {
-    "id": {"type": "integer"},
-    "parent_id": {"type": "integer", "nullable": True},
-    "root_id": {"type": "integer"},
-    "depth": {"type": "integer"},
-    "type": {"type": "string"},
-    "name": {"type": "string"},
-    "status": {"type": "string", "enum": list(STATUSES)},
-    "paused": {"type": "boolean"},
-    "payload": {"type": "object"},
-    "result": {"nullable": True},
-    "error": NULLABLE_STRING,
-    "traceback": NULLABLE_STRING,
-    "attempts": {"type": "integer"},
-    "max_attempts": {"type": "integer"},
-    "priority": {"type": "integer"},
-    "timeout": NULLABLE_NUMBER,
-    "progress": {"type": "number", "minimum": 0, "maximum": 1},
-    "own_progress": {"type": "number", "minimum": 0, "maximum": 1},
-    "counts": _ref("Counts"),
-    "created_at": {"type": "string", "format": "date-time"},
-    "started_at": NULLABLE_STRING,
-    "finished_at": NULLABLE_STRING,
-    "duration": NULLABLE_NUMBER,
-    "worker_id": NULLABLE_STRING,
-    "lease_expires_at": NULLABLE_STRING,
-    "error_group": {
-        **NULLABLE_STRING,
-        "description": "the cause of a final failure (GET /api/jobs/{job_id}/failures)",
-    },
-    "run_after": {
-        **NULLABLE_STRING,
-        "format": "date-time",
-        "description": "a pending job starts no earlier (run_at, delay, a retry's back-off, "
-        "a type's limit)",
-    },
-    "waiting_reason": {
-        **NULLABLE_STRING,
-        "description": "why a pending job waits: its type's [types.<name>] max_running or rate",
-    },
-    "on_child_failure": {
-        "type": "string",
-        "enum": ["ignore", "fail"],
-        "description": "ignore: the job completes and counts failed descendants; fail: it "
-        "fails once a descendant failed for good, and its unfinished descendants are cancelled",
-    },
-}
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "additionalProperties": False,
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "additionalProperties": False,
-                "properties": {
-                    "code": {"type": "string", "example": "validation_error"},
-                    "message": {"type": "string"},
-                    "fields": {
-                        "type": "object",
-                        "additionalProperties": {"type": "string"},
-                        "description": "each bad field (dotted, e.g. payload.url) → why",
-                    },
-                },
-            }
-        },
-    },
-    "Counts": COUNTS,
-    "Job": {
-        "type": "object",
-        "required": ["id", "root_id", "type", "name", "status", "payload", "counts", "progress"],
-        "properties": JOB_PROPERTIES,
-    },
-    "JobSummary": {
-        "description": "a job in a listing: no payload, result or traceback (its details "
-        "have them), the error cut to 1000 characters, and a summary",
-        "type": "object",
-        "required": ["id", "root_id", "type", "name", "status", "summary", "counts", "progress"],
-        "properties": {
-            **{
-                name: schema
-                for name, schema in JOB_PROPERTIES.items()
-                if name not in ("payload", "result", "traceback")
-            },
-            "summary": {
-                "type": "object",
-                "required": ["url", "title"],
-                "properties": {
-                    "url": {
-                        **NULLABLE_STRING,
-                        "description": "payload.url, 200 characters at most",
-                    },
-                    "title": {**NULLABLE_STRING, "description": "result.title, 200 at most"},
-                },
-            },
-        },
-    },
-    "JobList": {
-        "type": "object",
-        "required": ["jobs", "total", "limit", "offset"],
-        "properties": {
-            "jobs": {"type": "array", "items": _ref("JobSummary")},
-            "total": {"type": "integer"},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-        },
-    },
-    "LogLine": {
-        "type": "object",
-        "required": ["id", "job_id", "level", "message", "created_at"],
-        "properties": {
-            "id": {"type": "integer"},
-            "job_id": {"type": "integer"},
-            "level": {"type": "string", "enum": list(LOG_LEVELS)},
-            "message": {"type": "string"},
-            "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Stats": {
-        "type": "object",
-        "required": ["counts", "queue_depth", "workers_alive"],
-        "properties": {
-            "counts": {
-                "type": "object",
-                "additionalProperties": {"type": "integer"},
-                "description": "every job by status",
-            },
-            "root_counts": {
-                "type": "object",
-                "additionalProperties": {"type": "integer"},
-                "description": "root jobs by status: what GET /api/jobs?status= lists",
-            },
-            "roots_with_failures": {
-                "type": "integer",
-                "description": "roots with failed descendants: what has_failures=true lists",
-            },
-            "queue_depth": {"type": "integer"},
-            "scheduled": {"type": "integer"},
-            "oldest_pending_age": NULLABLE_NUMBER,
-            "workers_alive": {"type": "integer"},
-            "workers": {
-                "type": "array",
-                "description": "live workers (a heartbeat in the last 60 s)",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "hostname": {"type": "string"},
-                        "pid": {"type": "integer"},
-                        "threads": {"type": "integer"},
-                        "running": {"type": "integer"},
-                        "running_jobs": {
-                            "type": "array",
-                            "items": {"type": "integer"},
-                            "description": "ids of the jobs it runs (the oldest 200 in all)",
-                        },
-                        "jobs_done": {"type": "integer"},
-                        "started_at": {"type": "number"},
-                        "last_heartbeat": {"type": "number"},
-                    },
-                },
-            },
-        },
-    },
-    "FailureGroups": {
-        "type": "object",
-        "required": ["groups"],
-        "properties": {
-            "groups": {
-                "type": "array",
-                "description": "newest group (latest failure) first, 200 groups at most",
-                "items": {
-                    "type": "object",
-                    "required": [
-                        "key",
-                        "message",
-                        "count",
-                        "example_job_id",
-                        "first_at",
-                        "last_at",
-                    ],
-                    "properties": {
-                        "key": {"type": "string", "description": "error_group= of listings"},
-                        "message": {
-                            "type": "string",
-                            "description": "the error with numbers, URLs, ids, quoted values "
-                            "and addresses replaced by <n>, <url>, <id>, <str>, <addr>",
-                        },
-                        "count": {"type": "integer"},
-                        "example_job_id": {"type": "integer"},
-                        "first_at": NULLABLE_STRING,
-                        "last_at": NULLABLE_STRING,
-                    },
-                },
-            }
-        },
-    },
-    "BulkRequest": {
-        "type": "object",
-        "required": ["action", "filter"],
-        "properties": {
-            "action": {"type": "string", "enum": ["retry", "cancel", "delete", "pause", "resume"]},
-            "filter": {
-                "type": "object",
-                "description": "roots' filters (status, type, q, has_failures), a tree "
-                "(root_id), an error group (error_group, alone or with root_id), or "
-                "ids (a list of root ids); at least one",
-                "additionalProperties": False,
-                "properties": {
-                    "status": {"type": "string", "enum": list(STATUSES)},
-                    "type": {"type": "string", "maxLength": 64},
-                    "q": {"type": "string", "maxLength": 200},
-                    "has_failures": {"type": "boolean"},
-                    "root_id": _int(1),
-                    "error_group": {"type": "string", "maxLength": 64},
-                    "ids": {"type": "array", "items": _int(1), "maxItems": 1000},
-                },
-            },
-            "dry_run": {
-                "type": "boolean",
-                "description": "only count what the action would touch (the page asks first)",
-            },
-        },
-    },
-    "BulkResult": {
-        "type": "object",
-        "required": ["action", "matched", "jobs"],
-        "properties": {
-            "action": {"type": "string"},
-            "matched": {"type": "integer", "description": "roots (or trees) the filter matched"},
-            "jobs": {
-                "type": "integer",
-                "description": "jobs the action touches (an estimate "
-                "from the trees' counters when dry_run)",
-            },
-            "done": {"type": "integer", "description": "trees acted on"},
-            "skipped": {"type": "integer", "description": "trees in the wrong state for it"},
-            "job_id": {"type": "integer", "description": "202: the bulk job doing it"},
-            "dry_run": {"type": "boolean"},
-        },
-    },
-    "Schedule": {
-        "type": "object",
-        "required": ["name", "cron", "type", "next_run_at", "last_root_id"],
-        "properties": {
-            "name": {"type": "string"},
-            "cron": {
-                "type": "string",
-                "description": "five-field cron expression, or @every <n>s (every = ...)",
-            },
-            "type": {"type": "string"},
-            "next_run_at": {"type": "string", "format": "date-time"},
-            "last_root_id": {"type": "integer", "nullable": True},
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["status", "checks"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "error"]},
-            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
-}
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _job_action(summary: str, *errors: str) -> dict[str, Any]:
+    return _op(summary, {"200": ("Job", "the job")}, ("404", *errors), [JOB_ID])
 
 
 def _create_job_schema(demo_types: bool) -> dict[str, Any]:
+    """CreateJob's schema with the types this process accepts and their payloads."""
+    schema = model_schemas(CreateJob)[CreateJob.__name__]
+    properties = schema["properties"]
+    properties["type"]["enum"] = public_types(demo_types)
+    properties["payload"] = payload_property(demo_types, properties["payload"]["description"])
+    return schema
+
+
+def paths(demo_types: bool) -> dict[str, Any]:
+    """Every operation of the API, by path and method."""
+    job = "/api/jobs/{job_id}"
     return {
-        "type": "object",
-        "required": ["type"],
-        "additionalProperties": False,
-        "properties": {
-            "type": {"type": "string", "enum": public_types(demo_types), "description": "executor"},
-            "name": {"type": "string", "maxLength": 500},
-            "payload": payload_property(
-                demo_types,
-                f"at most {MAX_PAYLOAD_BYTES} bytes of JSON and {MAX_PAYLOAD_DEPTH} levels deep",
-            ),
-            "priority": {"type": "integer", "minimum": -100, "maximum": 100, "default": 0},
-            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
-            "timeout": {
-                "type": "number",
-                "exclusiveMinimum": True,
-                "minimum": 0,
-                "maximum": 86400,
-                "nullable": True,
-            },
-            "run_at": {
-                "oneOf": [
-                    {"type": "string", "format": "date-time"},
-                    {"type": "number", "minimum": 0, "description": "epoch seconds"},
-                ],
-                "nullable": True,
-                "description": "start no earlier than this (ISO 8601 with its zone, or epoch "
-                "seconds; at most a year ahead); not with delay",
-            },
-            "delay": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": MAX_DELAY_SECONDS,
-                "nullable": True,
-                "description": "start no earlier than this many seconds from now; not with run_at",
-            },
-            "on_child_failure": {
-                "type": "string",
-                "enum": ["ignore", "fail"],
-                "nullable": True,
-                "description": "what a descendant's failure means (default ignore; a "
-                "payload's on_child_failure is taken when this is not given)",
-            },
-        },
-    }
-
-
-def document(demo_types: bool = False) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of the API as it is registered in this process."""
-    create_body = {
-        "required": True,
-        "content": {"application/json": {"schema": _create_job_schema(demo_types)}},
-    }
-    rerun_body = {
-        "required": False,
-        "description": 'payload keys to override, as {"payload": {...}} or the keys alone',
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-    paths: dict[str, Any] = {
         "/api/jobs": {
-            "get": {
-                "summary": "Root jobs newest first (or a tree's jobs: parent_id, root_id)",
-                "parameters": _filters(with_parent=True),
-                "responses": {"200": _json(_ref("JobList"), "a page of jobs"), **_errors("400")},
-            },
-            "post": {
-                "summary": "Submit a job",
-                "description": (
-                    "The job is stored, then enqueued. While the queue is unavailable the "
-                    "job is still stored and answered 201: it is enqueued when the queue "
-                    "is back. A 503 means the database is unavailable and the job was not "
-                    "stored (unless the connection broke during COMMIT: retry with the same "
-                    "Idempotency-Key to be sure)."
-                ),
-                "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": create_body,
-                "responses": {
-                    "201": _json(_ref("Job"), "the new job (Location: its URL)"),
-                    "200": _json(
-                        _ref("Job"), "the job an earlier request with this Idempotency-Key created"
+            "get": _op(
+                "Root jobs newest first (or a tree's jobs: parent_id, root_id)",
+                {"200": ("JobList", "a page of jobs")},
+                ("400",),
+                [
+                    _query("parent_id", _int(1), "direct children of this job"),
+                    _query(
+                        "root_id",
+                        _int(1),
+                        "every job of this tree, its root included, oldest first",
                     ),
-                    **_errors("400", "409", "413", "415", "422"),
+                    *LISTING,
+                ],
+            ),
+            "post": _op(
+                "Submit a job",
+                {
+                    "201": ("Job", "the new job (Location: its URL)"),
+                    "200": ("Job", "the job an earlier request with this Idempotency-Key created"),
                 },
-            },
+                ("400", "409", "413", "415", "422"),
+                [IDEMPOTENCY_KEY],
+                description=SUBMIT,
+                requestBody=_body(_create_job_schema(demo_types)),
+            ),
         },
-        "/api/jobs/{job_id}": {
+        job: {
             "get": _job_action("A job with its descendant counts and progress"),
-            "delete": {
-                "summary": "Delete a finished tree and its logs",
-                "parameters": [JOB_ID],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["deleted"],
-                            "properties": {"deleted": {"type": "integer"}},
-                        },
-                        "the number of jobs deleted",
-                    ),
-                    **_errors("404", "409"),
-                },
-            },
+            "delete": _op(
+                "Delete a finished tree and its logs",
+                {"200": ("Deleted", "the number of jobs deleted")},
+                ("404", "409"),
+                [JOB_ID],
+            ),
         },
-        "/api/jobs/{job_id}/children": {
-            "get": {
-                "summary": "Direct children, oldest first",
-                "parameters": [JOB_ID, *_filters(with_parent=False)],
-                "responses": {
-                    "200": _json(_ref("JobList"), "a page of children"),
-                    **_errors("400", "404"),
-                },
-            }
+        job + "/children": {
+            "get": _op(
+                "Direct children, oldest first",
+                {"200": ("JobList", "a page of children")},
+                ("400", "404"),
+                [JOB_ID, *LISTING],
+            )
         },
-        "/api/jobs/{job_id}/logs": {
-            "get": {
-                "summary": "A job's log lines; poll with after_id to tail",
-                "parameters": [
-                    JOB_ID,
-                    _query("level", {"type": "string", "enum": list(LOG_LEVELS)}, "minimum"),
-                    _query("after_id", _int(0), "only lines after this id"),
-                    _query("limit", _int(1, 1000, default=200), "lines at most"),
-                    _query(
-                        "tree",
-                        {"type": "string", "enum": ["true", "false", "1", "0"]},
-                        "true: the lines of the job and all its descendants, in time order",
-                    ),
-                ],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["logs"],
-                            "properties": {"logs": {"type": "array", "items": _ref("LogLine")}},
-                        },
-                        "log lines, oldest first",
-                    ),
-                    **_errors("400", "404"),
-                },
-            }
+        job + "/logs": {
+            "get": _op(
+                "A job's log lines; poll with after_id to tail",
+                {"200": ("LogLines", "log lines, oldest first")},
+                ("400", "404"),
+                LOGS,
+            )
         },
-        "/api/jobs/{job_id}/descendants": {
-            "get": {
-                "summary": "Every descendant of a job (all levels), with filters and sorting",
-                "parameters": [
-                    JOB_ID,
-                    _query("status", {"type": "string", "enum": list(STATUSES)}, "in this status"),
-                    _query("type", {"type": "string", "maxLength": 64}, "of this type"),
-                    _query("depth", _int(0, 1_000_000), "at this depth (a root is 0)"),
-                    _query(
-                        "error_group",
-                        {"type": "string", "maxLength": 64},
-                        "failed with this cause (a key of /failures)",
-                    ),
-                    _query(
-                        "q", {"type": "string", "maxLength": 200}, "in names, payloads and errors"
-                    ),
-                    _query(
-                        "sort",
-                        {"type": "string", "enum": list(DESCENDANT_SORTS), "default": "id"},
-                        "order; '-' for descending (unfinished jobs last)",
-                    ),
-                    _query("limit", _int(1, MAX_LIMIT, default=50), "page size"),
-                    _query("offset", _int(0, default=0), "jobs to skip"),
-                ],
-                "responses": {
-                    "200": _json(_ref("JobList"), "a page of descendants"),
-                    **_errors("400", "404"),
-                },
-            }
+        job + "/descendants": {
+            "get": _op(
+                "Every descendant of a job (all levels), with filters and sorting",
+                {"200": ("JobList", "a page of descendants")},
+                ("400", "404"),
+                DESCENDANTS,
+            )
         },
-        "/api/jobs/{job_id}/failures": {
-            "get": {
-                "summary": "The failed jobs of a tree (the job and its descendants) by cause",
-                "parameters": [JOB_ID],
-                "responses": {
-                    "200": _json(_ref("FailureGroups"), "failure groups"),
-                    **_errors("400", "404"),
-                },
-            }
+        job + "/failures": {
+            "get": _op(
+                "The failed jobs of a tree (the job and its descendants) by cause",
+                {"200": ("FailureGroups", "failure groups")},
+                ("400", "404"),
+                [JOB_ID],
+            )
         },
         "/api/failures": {
-            "get": {
-                "summary": "Failed jobs of every tree by cause",
-                "parameters": [
-                    _query("type", {"type": "string", "maxLength": 64}, "jobs of this type"),
+            "get": _op(
+                "Failed jobs of every tree by cause",
+                {"200": ("FailureGroups", "failure groups")},
+                ("400",),
+                [
+                    _query("type", _text(api.MAX_NAME_CHARS), "jobs of this type"),
                     _query(
                         "since",
                         {"type": "string"},
                         "failed at or after: epoch seconds or ISO 8601 (UTC unless it says)",
                     ),
                 ],
-                "responses": {
-                    "200": _json(_ref("FailureGroups"), "failure groups"),
-                    **_errors("400"),
-                },
-            }
+            )
         },
-        "/api/jobs/{job_id}/export": {
-            "get": {
-                "summary": "Every descendant, streamed as JSON lines or CSV",
-                "parameters": [
+        job + "/export": {
+            "get": _op(
+                "Every descendant, streamed as JSON lines or CSV",
+                {"200": EXPORT_ROWS},
+                ("400", "404"),
+                [
                     JOB_ID,
                     _query(
                         "format",
-                        {"type": "string", "enum": ["jsonl", "csv"], "default": "jsonl"},
+                        _enum(["jsonl", "csv"], default="jsonl"),
                         "jsonl: one job object a line (result decoded); csv: a crawl "
                         "page's url, status_code, title, depth and bytes as columns",
                     ),
                 ],
-                "responses": {
-                    "200": {
-                        "description": "the rows, oldest job first (an attachment)",
-                        "content": {
-                            "application/x-ndjson": {"schema": {"type": "string"}},
-                            "text/csv": {"schema": {"type": "string"}},
-                        },
-                    },
-                    **_errors("400", "404"),
-                },
-            }
+            )
         },
         "/api/jobs/bulk": {
-            "post": {
-                "summary": "Retry, cancel, delete, pause or resume every job a filter matches",
-                "description": (
-                    "Small actions run at once (200 with counts); ones touching more than "
-                    "[jobs] bulk_inline_jobs jobs run as a `bulk` job of their own, "
-                    "answered 202 with its id (its progress and log tell how it goes)."
-                ),
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("BulkRequest")}},
+            "post": _op(
+                "Retry, cancel, delete, pause or resume every job a filter matches",
+                {
+                    "200": ("BulkResult", "done (or counted, with dry_run)"),
+                    "202": ("BulkResult", "started as the job `job_id`"),
                 },
-                "responses": {
-                    "200": _json(_ref("BulkResult"), "done (or counted, with dry_run)"),
-                    "202": _json(_ref("BulkResult"), "started as the job `job_id`"),
-                    **_errors("400", "413", "415"),
-                },
-            }
-        },
-        "/api/jobs/{job_id}/cancel": {
-            "post": _job_action(
-                "Cancel the job and every unfinished descendant", "409", "413", "415"
+                ("400", "413", "415"),
+                description=BULK,
+                requestBody=_body(_ref("BulkRequest")),
             )
         },
-        "/api/jobs/{job_id}/retry": {
-            "post": _job_action(
-                "Re-run the failed and cancelled jobs of the tree", "409", "413", "415"
+        job + "/cancel": {
+            "post": _job_action("Cancel the job and every unfinished descendant", *STATE_ERRORS)
+        },
+        job + "/retry": {
+            "post": _job_action("Re-run the failed and cancelled jobs of the tree", *STATE_ERRORS)
+        },
+        job + "/pause": {
+            "post": _job_action("Hold back the pending jobs of the tree", *STATE_ERRORS)
+        },
+        job + "/resume": {
+            "post": _job_action("Release the held-back jobs of the tree", *STATE_ERRORS)
+        },
+        job + "/rerun": {
+            "post": _op(
+                "A new root with the same type and payload",
+                {"201": ("Job", "the new root")},
+                ("400", *STATE_ERRORS),
+                [JOB_ID],
+                requestBody=RERUN_BODY,
             )
-        },
-        "/api/jobs/{job_id}/pause": {
-            "post": _job_action("Hold back the pending jobs of the tree", "409", "413", "415")
-        },
-        "/api/jobs/{job_id}/resume": {
-            "post": _job_action("Release the held-back jobs of the tree", "409", "413", "415")
-        },
-        "/api/jobs/{job_id}/rerun": {
-            "post": {
-                **_job_action("A new root with the same type and payload"),
-                "requestBody": rerun_body,
-                "responses": {
-                    "201": _json(_ref("Job"), "the new root"),
-                    **_errors("400", "404", "409", "413", "415"),
-                },
-            }
         },
         "/api/stats": {
-            "get": {
-                "summary": "Counts by status, queue depth, retries, live workers",
-                "responses": {"200": _json(_ref("Stats"), "statistics"), **_errors()},
-            }
+            "get": _op(
+                "Counts by status, queue depth, retries, live workers",
+                {"200": ("Stats", "statistics")},
+            )
         },
         "/api/schedules": {
-            "get": {
-                "summary": "The [[schedules]] of config.toml, their next run and last root",
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["schedules"],
-                            "properties": {
-                                "schedules": {"type": "array", "items": _ref("Schedule")}
-                            },
-                        },
-                        "schedules",
-                    ),
-                    **_errors(),
-                },
-            }
+            "get": _op(
+                "The [[schedules]] of config.toml, their next run and last root",
+                {"200": ("Schedules", "schedules")},
+            )
         },
         "/api/types": {
-            "get": {
-                "summary": "The job types that can be submitted",
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["types"],
-                            "properties": {"types": {"type": "array", "items": {"type": "string"}}},
-                        },
-                        "type names",
-                    ),
-                    **_errors(),
-                },
-            }
+            "get": _op("The job types that can be submitted", {"200": ("Types", "type names")})
         },
         "/api/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0"), **_errors()},
-            }
+            "get": _op("This document", {"200": ({"type": "object"}, "OpenAPI 3.0")})
         },
         "/healthz": {
             "get": {
@@ -728,19 +412,12 @@ def document(demo_types: bool = False) -> dict[str, Any]:
                 },
             }
         },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(),
-                },
-            }
-        },
+        "/metrics": {"get": _op("Prometheus metrics", {"200": METRICS_TEXT})},
     }
+
+
+def document(demo_types: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the API as it is registered in this process."""
     return {
         "openapi": "3.0.3",
         "info": {
@@ -756,9 +433,12 @@ def document(demo_types: bool = False) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**SCHEMAS, **payload_schemas(demo_types)},
+            "schemas": {
+                **model_schemas(*schemas.RESPONSES, BulkRequest),
+                **payload_schemas(demo_types),
+            },
         },
-        "paths": paths,
+        "paths": paths(demo_types),
     }
 
 
