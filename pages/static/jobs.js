@@ -92,6 +92,11 @@
   }
 
   // The last ETag and body of each polled URL: an unchanged answer is a bodiless 304.
+  // Not the browser's HTTP cache (`cache: 'no-cache'`): it revalidates the same way only
+  // where answers may be stored, and signed in (a token) every answer is `no-store`, so
+  // it would fetch every body again (tests/browser/test_page_rows.py); and where it does
+  // revalidate, fetch hands back a 200 with the body, so telling "unchanged" (nothing to
+  // parse or redraw) would still need the ETag kept here.
   const ETAGS = new Map();
   const MAX_ETAGS = 64;
 
