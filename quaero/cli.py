@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from quaero import config as config_mod
+from quaero import rows
 from quaero.config import Config, ConfigError
 from quaero.redact import redact_text
 
@@ -200,27 +201,17 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def progress_bar(job: dict) -> str:
+    """The share done as a text bar and a percentage: "[#########.....]  60.0%"."""
+    width = 30
+    filled = int(round(job["progress"] * width))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {job['progress'] * 100:5.1f}%"
+
+
 def progress_line(job: dict) -> str:
     """One line: a bar, the share done, counts and status. A job without descendants
     shows its own progress only (a failed leaf is not "100% 0/0")."""
-    width = 30
-    filled = int(round(job["progress"] * width))
-    c = job["counts"]
-    done = c["completed"] + c["failed"] + c["cancelled"]
-    counts = f"{done}/{c['total']} ({c['failed']} failed)" if c["total"] else "no descendants"
-    return (
-        f"[{'#' * filled}{'.' * (width - filled)}] {job['progress'] * 100:5.1f}% "
-        f"{counts} {job['status']}"
-    )
-
-
-def status_text(job: dict) -> str:
-    """A job's status as the page's badge reads: "completed with 3 failed" when a
-    finished tree hides failures below a completed root."""
-    failed = job["counts"]["failed"]
-    if job["status"] == "completed" and failed:
-        return f"completed with {failed} failed"
-    return job["status"]
+    return f"{progress_bar(job)} {rows.done_text(job)} {job['status']}"
 
 
 NO_WORKER_GRACE = 3.0  # seconds `submit --follow` waits for a worker before it says so
@@ -293,8 +284,29 @@ def cmd_submit(config: Config, args: argparse.Namespace) -> int:
         time.sleep(0.5)
 
 
+CELL_WIDTH = 60  # a terminal cuts a long name where the page's cell shows an ellipsis
+
+
+def terminal_cell(column: rows.Column, job: dict) -> str:
+    """A cell of the roots table as text; progress gets a bar, as the page's <progress>."""
+    text = str(column.text(job))[:CELL_WIDTH]
+    return f"{progress_bar(job)} {text}" if column.key == "progress" else text
+
+
+def print_table(header: list[str], table: list[list[str]], right: set[int]) -> None:
+    """Columns padded to their widest cell; those in `right` (numbers) right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
 def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
-    """The page's roots table in the terminal: counts, then one line per root."""
+    """The page's roots table in the terminal: counts, then one line per root, with the
+    page's columns and cell texts (quaero/rows.py)."""
     from quaero import queries
     from quaero.serialize import job_summary_to_dict
     from quaero.services import build_services
@@ -311,7 +323,7 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
                 limit=args.limit,
             )
         )
-        rows = [job_summary_to_dict(job) for job in jobs]
+        jobs = [job_summary_to_dict(job) for job in jobs]
     finally:
         services.close()
     # Roots by status, as the page's chips: each count is what `--status` would list.
@@ -320,28 +332,12 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
         f"{counts}  with failures {stats['roots_with_failures']}  |  "
         f"queue {stats['queue_depth']}  workers {stats['workers_alive']}"
     )
-    table = [
-        (
-            str(data["id"]),
-            status_text(data),
-            data["type"],
-            progress_line(data).rsplit(" ", 1)[0],
-            (data["created_at"] or "")[:19].replace("T", " "),
-            f"{data['duration']:.1f}s" if data["duration"] is not None else "-",
-            data["name"][:60],
-        )
-        for data in rows
-    ]
-    header = ("ID", "STATUS", "TYPE", "PROGRESS", "CREATED", "DURATION", "NAME")
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
-    right = {0, 5}  # numbers are right-aligned
-    for row in [header, *table]:
-        cells = [
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
-    print(f"{len(rows)} of {total} root jobs, newest first")
+    print_table(
+        [column.label.upper() for column in rows.ROOT_COLUMNS],
+        [[terminal_cell(column, job) for column in rows.ROOT_COLUMNS] for job in jobs],
+        right={i for i, column in enumerate(rows.ROOT_COLUMNS) if column.numeric},
+    )
+    print(f"{len(jobs)} of {total} root jobs, newest first")
     return 0
 
 

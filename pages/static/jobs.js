@@ -92,6 +92,11 @@
   }
 
   // The last ETag and body of each polled URL: an unchanged answer is a bodiless 304.
+  // Not the browser's HTTP cache (`cache: 'no-cache'`): it revalidates the same way only
+  // where answers may be stored, and signed in (a token) every answer is `no-store`, so
+  // it would fetch every body again (tests/browser/test_page_rows.py); and where it does
+  // revalidate, fetch hands back a 200 with the body, so telling "unchanged" (nothing to
+  // parse or redraw) would still need the ETag kept here.
   const ETAGS = new Map();
   const MAX_ETAGS = 64;
 
@@ -901,23 +906,30 @@
         if (generation === this.generation) this.trail = path;
       },
 
-      async loadChildren() {
+      /** Poll one of the lists under the open job; `show(data)` when it is news for
+       * what is shown, whose URL is kept in this[shownPath]. */
+      async loadList(path, shownPath, show, what) {
         const generation = this.generation;
-        const params = query({ limit: CHILDREN_LIMIT, offset: this.childOffset, status: this.childStatus });
         try {
-          const path = `/jobs/${this.jobId}/children?${params}`;
           const { changed, data } = await poll304(path);
           if (generation !== this.generation) return;
           // A 304 means "as last time for this URL", not "as shown now" (filters change).
-          if (!changed && path === this.childrenPath) return;
-          this.childrenPath = path;
-          this.children = data.jobs;
-          this.childrenTotal = data.total;
+          if (!changed && path === this[shownPath]) return;
+          this[shownPath] = path;
+          show(data);
         } catch (err) {
           if (generation === this.generation && err.status !== 404) {
-            this.error = `Could not load children: ${err.message}`;
+            this.error = `Could not load ${what}: ${err.message}`;
           }
         }
+      },
+
+      loadChildren() {
+        const params = query({ limit: CHILDREN_LIMIT, offset: this.childOffset, status: this.childStatus });
+        return this.loadList(`/jobs/${this.jobId}/children?${params}`, 'childrenPath', (data) => {
+          this.children = data.jobs;
+          this.childrenTotal = data.total;
+        }, 'children');
       },
 
       // -- the views under the job: children, all jobs (descendants), failures
@@ -948,25 +960,15 @@
         return this.view === view ? 'true' : 'false';
       },
 
-      async loadDescendants() {
-        const generation = this.generation;
+      loadDescendants() {
         const params = query({
           limit: DESC_LIMIT, offset: (this.descPage - 1) * DESC_LIMIT,
           status: this.descStatus, error_group: this.descGroup,
         });
-        try {
-          const path = `/jobs/${this.jobId}/descendants?${params}`;
-          const { changed, data } = await poll304(path);
-          if (generation !== this.generation) return;
-          if (!changed && path === this.descPath) return;
-          this.descPath = path;
+        return this.loadList(`/jobs/${this.jobId}/descendants?${params}`, 'descPath', (data) => {
           this.desc = data.jobs;
           this.descTotal = data.total;
-        } catch (err) {
-          if (generation === this.generation && err.status !== 404) {
-            this.error = `Could not load the jobs under #${this.jobId}: ${err.message}`;
-          }
-        }
+        }, `the jobs under #${this.jobId}`);
       },
       reloadDescendants() {
         return this.goDescPage(1);
@@ -1012,20 +1014,10 @@
         return this.reloadDescendants();
       },
 
-      async loadFailures() {
-        const generation = this.generation;
-        try {
-          const path = `/jobs/${this.jobId}/failures`;
-          const { changed, data } = await poll304(path);
-          if (generation !== this.generation) return;
-          if (!changed && path === this.groupsPath) return;
-          this.groupsPath = path;
+      loadFailures() {
+        return this.loadList(`/jobs/${this.jobId}/failures`, 'groupsPath', (data) => {
           this.groups = data.groups;
-        } catch (err) {
-          if (generation === this.generation && err.status !== 404) {
-            this.error = `Could not load the failures under #${this.jobId}: ${err.message}`;
-          }
-        }
+        }, `the failures under #${this.jobId}`);
       },
       noGroups() {
         return this.groups.length === 0;

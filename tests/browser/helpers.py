@@ -46,15 +46,37 @@ def add_test_csp(app) -> None:
         return response
 
 
+def record_answers(app, answers: list[tuple[str, int, str | None]]) -> None:
+    """Append (path and query, status, If-None-Match) of every API answer the server
+    sends: what the browser's network events do not show (they report a 304 that the
+    browser's cache answered from its copy as a 200)."""
+    inner = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if environ["PATH_INFO"].startswith("/api/"):
+                query = environ.get("QUERY_STRING")
+                path = environ["PATH_INFO"] + (f"?{query}" if query else "")
+                answers.append((path, int(status.split()[0]), environ.get("HTTP_IF_NONE_MATCH")))
+            return start_response(status, headers, exc_info)
+
+        return inner(environ, start)
+
+    app.wsgi_app = wsgi
+
+
 @contextlib.contextmanager
-def serve_app(services) -> Iterator[str]:
-    """The app under waitress on an ephemeral 127.0.0.1 port, with the CSP header."""
+def serve_app(services, answers: list | None = None) -> Iterator[str]:
+    """The app under waitress on an ephemeral 127.0.0.1 port, with the CSP header;
+    `answers`, when given, gets what `record_answers` records."""
     from waitress.server import create_server
 
     from quaero.web import create_app
 
     app = create_app(services)
     add_test_csp(app)
+    if answers is not None:
+        record_answers(app, answers)
     server = create_server(app, host="127.0.0.1", port=0, threads=6)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
