@@ -363,8 +363,36 @@ class JobQueue:
         """Messages waiting for their time (retries in back-off)."""
         return self._read(self.huey.storage.schedule_size)
 
+    def head(self) -> tuple[int | None, int] | None:
+        """The next message to be taken, as (job id, priority), without reading the rest
+        of the queue: None when the queue is empty; a job id of None for a message that
+        is not a job's."""
+        items = self._read(lambda: list(self.huey.storage.enqueued_items(limit=1)))
+        if not items:
+            return None
+        try:
+            task = self.huey.deserialize_task(items[0])
+        except Exception:  # a message of another task or version: not ours
+            logger.warning("unreadable queue message at the head", exc_info=True)
+            return None, 0
+        if task.name != TASK_NAME or not task.args:
+            return None, 0
+        return int(task.args[0]), int(task.priority or 0)
+
+    def local_job_ids(self) -> set[int]:
+        """Ids this process holds for the queue (its outbox) or took from it and has not
+        started (prefetched messages): a few dozen at most, never the queue itself."""
+        ids = self.held_job_ids()
+        for data in getattr(self.huey.storage, "prefetched_items", list)():
+            with suppress(Exception):
+                task = self.huey.deserialize_task(data)
+                if task.name == TASK_NAME and task.args:
+                    ids.add(int(task.args[0]))
+        return ids
+
     def queued_job_ids(self) -> set[int]:
-        """Ids of every job with a message on the queue, the schedule or the outbox."""
+        """Ids of every job with a message on the queue, the schedule or the outbox: reads
+        and unpickles every message (tests and diagnostics; the orphan sweep does not)."""
         ids: set[int] = self.held_job_ids()
         storage = self.huey.storage
         messages = self._read(

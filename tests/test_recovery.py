@@ -105,8 +105,8 @@ def test_an_orphan_newer_than_the_queue_head_waits_until_the_head_passes_it(
     manager, services, recovery
 ):
     head = _lose_message_of_an_old_job(manager, services, age=100.0)
+    _lose_message_of_an_old_job(manager, services, age=50.0)
     services.queue.enqueue([(head.id, 0)])
-    orphan = _lose_message_of_an_old_job(manager, services, age=50.0)
     assert recovery.requeue_orphans() == 0  # its message may still be behind the head
     services.queue.huey.storage.flush_queue()  # the head and whatever followed it ran
     assert recovery.requeue_orphans() == 2
