@@ -167,11 +167,47 @@ def job_logs(
     return list(reversed(query.order_by(JobLog.id.desc()).limit(limit)))
 
 
+#: One statement, so one snapshot: the ledger of quaero/counts.py, the finishes of
+#: job_totals, and the running jobs (on the index jobs_status).
+STORED_COUNTS_SQL = """
+SELECT 'ledger', type, state, SUM(jobs) FROM job_counts GROUP BY type, state
+UNION ALL SELECT 'finished', type, status, SUM(jobs) FROM job_totals GROUP BY type, status
+UNION ALL SELECT 'running', type, status, COUNT(*) FROM jobs WHERE status = 'running'
+    GROUP BY type, status
+"""
+
+
+def stored_counts() -> dict[tuple[str, str], int]:
+    """Jobs stored by (type, status), every status of every type seen: read from a few
+    dozen maintained rows and the running jobs, never by counting every job (the one
+    place that reads them; see quaero/counts.py)."""
+    ledger: dict[tuple[str, str], int] = {}
+    finished: dict[tuple[str, str], int] = {}
+    running: dict[str, int] = {}
+    for source, type_, status, n in Job._meta.database.execute_sql(STORED_COUNTS_SQL):
+        if source == "ledger":
+            ledger[(type_, status)] = int(n)
+        elif source == "finished":
+            finished[(type_, status)] = int(n)
+        else:
+            running[type_] = int(n)
+    result: dict[tuple[str, str], int] = {}
+    for type_ in sorted({t for t, _ in ledger} | {t for t, _ in finished} | set(running)):
+        open_ = ledger.get((type_, "open"), 0)
+        open_ -= sum(n for (t, _), n in finished.items() if t == type_)
+        result[(type_, JobStatus.RUNNING)] = running.get(type_, 0)
+        result[(type_, JobStatus.PENDING)] = max(0, open_ - running.get(type_, 0))
+        for status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
+            stored = ledger.get((type_, status), 0) + finished.get((type_, status), 0)
+            result[(type_, status.value)] = max(0, stored)
+    return {key: n for key, n in result.items()}
+
+
 def status_counts() -> dict[str, int]:
     """All jobs by status."""
     counts = dict.fromkeys(STATUSES, 0)
-    rows = Job.select(Job.status, peewee.fn.COUNT(Job.id)).group_by(Job.status).tuples()
-    counts.update(dict(rows))
+    for (_, status), n in stored_counts().items():
+        counts[status] += n
     return counts
 
 
@@ -195,11 +231,7 @@ def roots_with_failures() -> int:
 
 def counts_by_type() -> list[tuple[str, str, int]]:
     """(type, status, count) for every combination present."""
-    return list(
-        Job.select(Job.type, Job.status, peewee.fn.COUNT(Job.id))
-        .group_by(Job.type, Job.status)
-        .tuples()
-    )
+    return [(type_, status, n) for (type_, status), n in stored_counts().items() if n]
 
 
 def live_workers(now: float | None = None) -> list[dict]:
@@ -244,8 +276,13 @@ def stats(queue: JobQueue) -> dict:
     """Counts by status (of every job, and of roots), roots with failed descendants,
     queue depth, oldest pending age and live workers."""
     now = clock.now()
+    # the first entry of the index jobs_pending_created
     oldest = (
-        Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == JobStatus.PENDING).scalar()
+        Job.select(Job.created_at)
+        .where(Job.status == JobStatus.PENDING)
+        .order_by(Job.created_at)
+        .limit(1)
+        .scalar()
     )
     workers = live_workers(now)
     return {

@@ -18,7 +18,7 @@ from typing import Any
 
 import peewee
 
-from quaero import clock
+from quaero import clock, counts
 from quaero.jobs import JobManager
 from quaero.models import UNFINISHED, Job, JobLog, JobStatus, Worker
 
@@ -341,6 +341,13 @@ class Recovery:
                     .tuples()
                 ]
                 if ids:
+                    gone = (
+                        Job.select(Job.type, Job.status, peewee.fn.COUNT(Job.id))
+                        .where(Job.id.in_(ids))
+                        .group_by(Job.type, Job.status)
+                        .tuples()
+                    )
+                    counts.record(self.store.db, [(t, s, -n) for t, s, n in gone])
                     JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
                     Job.delete().where(Job.id.in_(ids)).execute()
                 else:
