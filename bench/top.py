@@ -14,6 +14,7 @@ again with `p10_queued` (a million) queued. The figures are the ratios of the me
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 import time
@@ -81,6 +82,9 @@ def upkeep_costs(folder: Path, pending: int, queued_sizes: list[int], rounds: in
         jobs={"demo_types": True},
     )
     services = build_services(config_mod.load(config_path))
+    quaero_logger = logging.getLogger("quaero")
+    level = quaero_logger.level
+    quaero_logger.setLevel(logging.ERROR)  # each round re-queues on purpose: no warnings
     try:
         manager, recovery, queue = services.manager, services.recovery, services.queue
         storage = queue.huey.storage
@@ -147,6 +151,7 @@ def upkeep_costs(folder: Path, pending: int, queued_sizes: list[int], rounds: in
             )
         return results
     finally:
+        quaero_logger.setLevel(level)
         services.close()
 
 
