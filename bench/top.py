@@ -139,8 +139,15 @@ def upkeep_costs(folder: Path, pending: int, queued_sizes: list[int], rounds: in
                 recovery.expire_dead_workers_leases()
                 recovery.reap_expired_leases()
                 reaps.append((time.perf_counter() - started) * 1000)
+            depths = []
+            for _ in range(rounds):  # what /api/stats and /metrics read of the queue
+                started = time.perf_counter()
+                queue.depth()
+                queue.scheduled()
+                depths.append((time.perf_counter() - started) * 1000)
             results[str(size)] = {
                 "queued": queue.depth(),
+                "depth_ms": round(statistics.median(depths), 3),
                 "sweep_ms": round(statistics.median(sweeps), 2),
                 "reaper_ms": round(statistics.median(reaps), 2),
             }
