@@ -164,7 +164,7 @@ FULL_SIZES: dict[str, Any] = {
     "p10_requests": 200,
     "p10_jobs": 10_000,
     "p10_queued": 1_000_000,
-    "p10_rounds": 15,
+    "p10_rounds": 21,
     "p12_descendants": 100_000,
     "p12_failed": 10_000,
     "p12_requests": 100,

@@ -7,9 +7,9 @@ a keep-alive session times `p10_requests` requests each of `GET /api/stats`, `GE
 Upkeep: in this process, on a SQLite store of its own with `p10_jobs` pending jobs and
 a few running ones, one orphan sweep (quaero.recovery requeue_orphans, with orphans to
 find each round) and one reaper round (expire_dead_workers_leases + reap_expired_leases,
-with expired leases to reap) are timed `p10_rounds` times with 10 messages queued, then
-again with `p10_queued` (a million) queued. The figures are the ratios of the medians:
-≤ 2× means neither reads the queue.
+with expired leases to reap) are timed `p10_rounds` times on a queue of 10 messages and
+on one of `p10_queued` (a million), the two queue files taking turns round by round.
+The figures are the ratios of the medians: ≤ 2× means neither reads the queue.
 """
 
 from __future__ import annotations
@@ -115,22 +115,30 @@ def upkeep_costs(folder: Path, pending: int, queued_sizes: list[int], rounds: in
             (queue.huey.serialize_task(queue.task.s(job_id, priority=0)), 0) for job_id in ids
         ]
         worker = "bench-host:1:abcdef"
-        results: dict[str, dict[str, float]] = {}
+        # one queue file per length, swapped in turn under the same store, so that the
+        # machine's load drifting during the run weighs on both lengths alike
+        storages = {}
         for size in queued_sizes:
-            storage.flush_queue()
+            other = type(storage)(
+                storage.name, filename=str(folder / f"queue-{size}.db"), timeout=30
+            )
             left = size
             while left > 0:  # the pending jobs' messages, over and over (duplicates)
                 chunk = min(left, QUEUE_CHUNK)
-                storage.enqueue_many([messages[i % len(messages)] for i in range(chunk)])
+                other.enqueue_many([messages[i % len(messages)] for i in range(chunk)])
                 left -= chunk
-            sweeps, reaps = [], []
-            rng = random.Random(size)
-            for _ in range(rounds):
+            storages[size] = other
+        timings = {size: {"sweep": [], "reaper": [], "depth": []} for size in queued_sizes}
+        rng = random.Random(7)
+        for _ in range(rounds):
+            for size in queued_sizes:
+                queue.huey.storage = storages[size]
+                times = timings[size]
                 lost = rng.sample(ids[: len(ids) // 2], ORPHANS)  # older than the head
                 Job.update(updated_at=now - 7200).where(Job.id.in_(lost)).execute()
                 started = time.perf_counter()
                 recovery.requeue_orphans()
-                sweeps.append((time.perf_counter() - started) * 1000)
+                times["sweep"].append((time.perf_counter() - started) * 1000)
                 held = rng.sample(ids[len(ids) // 2 :], EXPIRED)
                 for job_id in held:
                     manager.claim(job_id, worker)
@@ -138,24 +146,29 @@ def upkeep_costs(folder: Path, pending: int, queued_sizes: list[int], rounds: in
                 started = time.perf_counter()
                 recovery.expire_dead_workers_leases()
                 recovery.reap_expired_leases()
-                reaps.append((time.perf_counter() - started) * 1000)
-            depths = []
-            for _ in range(rounds):  # what /api/stats and /metrics read of the queue
-                started = time.perf_counter()
+                times["reaper"].append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()  # what /api/stats and /metrics read of it
                 queue.depth()
                 queue.scheduled()
-                depths.append((time.perf_counter() - started) * 1000)
+                times["depth"].append((time.perf_counter() - started) * 1000)
+        results: dict[str, dict[str, float]] = {}
+        for size in queued_sizes:
+            queue.huey.storage = storages[size]
+            times = timings[size]
             results[str(size)] = {
                 "queued": queue.depth(),
-                "depth_ms": round(statistics.median(depths), 3),
-                "sweep_ms": round(statistics.median(sweeps), 2),
-                "reaper_ms": round(statistics.median(reaps), 2),
+                "depth_ms": round(statistics.median(times["depth"]), 3),
+                "sweep_ms": round(statistics.median(times["sweep"]), 2),
+                "reaper_ms": round(statistics.median(times["reaper"]), 2),
             }
             print(
                 f"  {size:,} queued: sweep {results[str(size)]['sweep_ms']:.2f} ms, "
                 f"reaper round {results[str(size)]['reaper_ms']:.2f} ms (medians)",
                 flush=True,
             )
+        queue.huey.storage = storage
+        for other in storages.values():
+            other.close()
         return results
     finally:
         quaero_logger.setLevel(level)
