@@ -89,12 +89,20 @@ class BulkSqliteStorage(SqliteStorage):
                 )
 
     def _size(self, table: str) -> int:
-        rows = self.sql(
-            "select n from quaero_sizes where queue = ? and tbl = ?",
-            (self.name, table),
-            results=True,
-        )
-        return int(rows[0][0]) if rows else 0
+        try:
+            rows = self.sql(
+                "select n from quaero_sizes where queue = ? and tbl = ?",
+                (self.name, table),
+                results=True,
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            rows = []  # a storage opened with create_tables=False: count the rows
+        if not rows:
+            sql = f"select count(*) from {table} where queue = ?"
+            rows = self.sql(sql, (self.name,), results=True)
+        return int(rows[0][0])
 
     def queue_size(self) -> int:
         """Messages on the queue: one row read, however many wait."""
