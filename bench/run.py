@@ -1,5 +1,5 @@
-"""quaero's benchmark harness: runs P1–P8 and P12, prints each figure with its target and
-PASS/FAIL, and writes the results as JSON under bench/results/.
+"""quaero's benchmark harness: runs P1–P8, P10 and P12, prints each figure with its target
+and PASS/FAIL, and writes the results as JSON under bench/results/.
 
     python -m bench.run                   the full run (`make bench`), < 10 min on 2 cores
     python -m bench.run --smoke           tiny sizes, seconds per benchmark (`make bench-smoke`)
@@ -24,7 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api_reads, crawl, latency, recovery, rq_bench, scaleout, throughput, triage
+from bench import (
+    api_reads,
+    crawl,
+    latency,
+    recovery,
+    rq_bench,
+    scaleout,
+    throughput,
+    top,
+    triage,
+)
 from bench.common import REPO_ROOT, RESULTS_DIR
 from bench.harness import BENCHMARKS, FULL_SIZES, SMOKE_SIZES, SPECS, Context
 
@@ -37,6 +47,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "P6": scaleout.run,
     "P7": rq_bench.run,
     "P8": recovery.run,
+    "P10": top.run,
     "P12": triage.run,
 }
 RUNNER_OF = {"P5": "P1"}

@@ -6,7 +6,8 @@ per table, so a million jobs take seconds rather than minutes. The data looks li
 finished crawls: `roots` crawler roots (ids 1, G+1, 2G+1, … with G = children + 1), each
 followed by its `crawl_page` children with payloads, results (links included), errors
 on a few; the newest roots are still running with pending and running children; each
-root's descendant counters match its children. Logs: two lines per job for the first
+root's descendant counters match its children, and the ledger of jobs by type
+and status (quaero/counts.py) matches the rows. Logs: two lines per job for the first
 jobs, then `heavy_logs` lines on the newest root (the job whose log a user tails).
 """
 
@@ -166,6 +167,7 @@ def fingerprint(sizes: SeedSizes, migrations: Path) -> str:
 
 def seed(path: Path, sizes: SeedSizes) -> dict[str, float]:
     """Create the database at `path` (it must not exist) and fill it; returns timings."""
+    from quaero import counts
     from quaero.db import open_database  # the schema exactly as quaero migrates it
 
     db = open_database(f"sqlite:///{path}")
@@ -188,6 +190,7 @@ def seed(path: Path, sizes: SeedSizes) -> dict[str, float]:
         conn.execute("BEGIN")
         conn.execute(JOBS_SQL, params)
         conn.execute(COUNTERS_SQL)
+        conn.execute(counts.RECOUNT_SQL)  # jobs by type and status, as quaero keeps them
         conn.execute("COMMIT")
         timings["jobs_seconds"] = round(time.monotonic() - started, 1)
         started = time.monotonic()

@@ -128,7 +128,7 @@ COUNTERS_SQL = [
 def seed_tree(conn: Any, postgres: bool, descendants: int, failed: int) -> dict[str, Any]:
     """Fill an empty migrated schema through a DB-API connection (in one transaction);
     returns what was made."""
-    from quaero import triage
+    from quaero import counts, triage
 
     started = time.monotonic()
     last = descendants + 1  # ids 2..last are the descendants of root 1
@@ -140,6 +140,7 @@ def seed_tree(conn: Any, postgres: bool, descendants: int, failed: int) -> dict[
     cur.execute(JOBS_SQL.format(**values))
     for sql in COUNTERS_SQL:
         cur.execute(sql)
+    cur.execute(counts.RECOUNT_SQL)  # jobs by type and status, as quaero keeps them
     cur.execute(LOGS_SQL)
     # the groups as quaero computes them when a job fails for good
     cur.execute("SELECT id, error FROM jobs WHERE status = 'failed'")

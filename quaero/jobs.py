@@ -25,7 +25,7 @@ from typing import Any
 
 import peewee
 
-from quaero import policies, statements, totals, triage
+from quaero import counts, policies, statements, totals, triage
 from quaero.errors import Conflict, LeaseLost, NotFound
 from quaero.limits import OverLimit, TypeLimits
 from quaero.models import FINAL_STATUSES, UNFINISHED, ChildSpec, Job, JobLog, JobStatus
@@ -140,6 +140,7 @@ class JobManager:
             )
             Job.update(root_id=job.id).where(Job.id == job.id).execute()
             job.root_id = job.id
+            counts.record(self.db, [(type, JobStatus.PENDING, 1)])
             self.store.write_log(job.id, "info", f"{type} job submitted", now)
             if in_transaction:
                 in_transaction(job)
@@ -226,11 +227,15 @@ class JobManager:
                 for spec in todo
             ]
             ids: list[tuple[int, int]] = []
+            created: dict[str, int] = {}
             for start in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[start : start + INSERT_CHUNK]
                 sql = statements.insert_children(len(chunk), self.db.param)
                 params = [value for row in chunk for value in row]
-                ids.extend(self.db.execute_sql(sql, params).fetchall())
+                for job_id, priority, type_ in self.db.execute_sql(sql, params).fetchall():
+                    ids.append((job_id, priority))
+                    created[type_] = created.get(type_, 0) + 1
+            counts.record(self.db, [(t, JobStatus.PENDING, n) for t, n in created.items()])
             self.store.shift(parent.ancestor_ids + [parent.id], {JobStatus.PENDING: len(ids)})
             return ids
 
@@ -540,13 +545,17 @@ class JobManager:
             if job.status in UNFINISHED:
                 raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting")
             subtree = self._subtree(job)
-            by_status = dict(
-                Job.select(Job.status, peewee.fn.COUNT(Job.id))
+            by_type = list(
+                Job.select(Job.type, Job.status, peewee.fn.COUNT(Job.id))
                 .where(subtree)
-                .group_by(Job.status)
+                .group_by(Job.type, Job.status)
                 .tuples()
             )
+            by_status: dict[str, int] = {}
+            for _, status, n in by_type:
+                by_status[status] = by_status.get(status, 0) + n
             self.store.shift(job.ancestor_ids, {s: -n for s, n in by_status.items()})
+            counts.record(self.db, [(t, s, -n) for t, s, n in by_type])
             ids = Job.select(Job.id).where(subtree)
             JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
             if job.parent_id is None:
@@ -576,20 +585,32 @@ class JobManager:
             if error_group is not None:
                 again = (Job.status == JobStatus.FAILED) & (Job.error_group == error_group)
             retried = list(
-                Job.select(Job.id, Job.priority, Job.path).where(self._subtree(job), again).tuples()
+                Job.select(Job.id, Job.priority, Job.path, Job.type, Job.status)
+                .where(self._subtree(job), again)
+                .tuples()
             )
             if not retried:
                 raise Conflict(f"job {job_id} has no failed or cancelled jobs to retry")
-            waiting = {int(p) for _, _, path in retried for p in path.strip("/").split("/") if p}
+            waiting = {int(p) for row in retried for p in row[2].strip("/").split("/") if p}
             waiting -= {row[0] for row in retried}
             unfinished_own_work = list(
-                Job.select(Job.id, Job.priority, Job.path)
+                Job.select(Job.id, Job.priority, Job.path, Job.type, Job.status)
                 .where(Job.id.in_(list(waiting)), Job.outcome.is_null(), Job.status.in_(finished))
                 .tuples()
             )
             retried += unfinished_own_work
             waiting -= {row[0] for row in unfinished_own_work}
             ids = [row[0] for row in retried]
+            reopened = [(t, s) for _, _, _, t, s in retried]
+            reopened += list(
+                Job.select(Job.type, Job.status)
+                .where(Job.id.in_(list(waiting)), Job.status.in_(finished))
+                .tuples()
+            )
+            moves = [(t, s, -1) for t, s in reopened] + [
+                (t, JobStatus.PENDING, 1) for t, _ in reopened
+            ]
+            counts.record(self.db, moves)
             for start in range(0, len(ids), INSERT_CHUNK):
                 Job.update(
                     status=JobStatus.PENDING,
@@ -612,7 +633,7 @@ class JobManager:
             root = Job.get_by_id(job.root_id)
             self._recount_descendants(root)
             self.store.write_log(job.id, "info", f"retrying {len(ids)} jobs", now)
-            return [(job_id_, prio) for job_id_, prio, _ in retried]
+            return [(row[0], row[1]) for row in retried]
 
         retried = self.store.transaction(update)
         self.queue.enqueue(retried)

@@ -41,6 +41,7 @@ class JobFilter:
 # WHERE clause spells out its condition (migrations/007_roots_with_failures.sql).
 HAS_FAILURES = peewee.SQL("n_failed > 0")
 NO_FAILURES = peewee.SQL("n_failed = 0")
+HAS_ROOT_FAILURES = "parent_id IS NULL AND n_failed > 0"  # jobs_roots_failed's condition
 
 
 def lists_roots(f: JobFilter) -> bool:
@@ -167,11 +168,47 @@ def job_logs(
     return list(reversed(query.order_by(JobLog.id.desc()).limit(limit)))
 
 
+#: One statement, so one snapshot: the ledger of quaero/counts.py, the finishes of
+#: job_totals, and the running jobs (on the index jobs_status).
+STORED_COUNTS_SQL = """
+SELECT 'ledger', type, state, SUM(jobs) FROM job_counts GROUP BY type, state
+UNION ALL SELECT 'finished', type, status, SUM(jobs) FROM job_totals GROUP BY type, status
+UNION ALL SELECT 'running', type, status, COUNT(*) FROM jobs WHERE status = 'running'
+    GROUP BY type, status
+"""
+
+
+def stored_counts() -> dict[tuple[str, str], int]:
+    """Jobs stored by (type, status), every status of every type seen: read from a few
+    dozen maintained rows and the running jobs, never by counting every job (the one
+    place that reads them; see quaero/counts.py)."""
+    ledger: dict[tuple[str, str], int] = {}
+    finished: dict[tuple[str, str], int] = {}
+    running: dict[str, int] = {}
+    for source, type_, status, n in Job._meta.database.execute_sql(STORED_COUNTS_SQL):
+        if source == "ledger":
+            ledger[(type_, status)] = int(n)
+        elif source == "finished":
+            finished[(type_, status)] = int(n)
+        else:
+            running[type_] = int(n)
+    result: dict[tuple[str, str], int] = {}
+    for type_ in sorted({t for t, _ in ledger} | {t for t, _ in finished} | set(running)):
+        open_ = ledger.get((type_, "open"), 0)
+        open_ -= sum(n for (t, _), n in finished.items() if t == type_)
+        result[(type_, JobStatus.RUNNING)] = running.get(type_, 0)
+        result[(type_, JobStatus.PENDING)] = max(0, open_ - running.get(type_, 0))
+        for status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
+            stored = ledger.get((type_, status), 0) + finished.get((type_, status), 0)
+            result[(type_, status.value)] = max(0, stored)
+    return {key: n for key, n in result.items()}
+
+
 def status_counts() -> dict[str, int]:
     """All jobs by status."""
     counts = dict.fromkeys(STATUSES, 0)
-    rows = Job.select(Job.status, peewee.fn.COUNT(Job.id)).group_by(Job.status).tuples()
-    counts.update(dict(rows))
+    for (_, status), n in stored_counts().items():
+        counts[status] += n
     return counts
 
 
@@ -188,18 +225,33 @@ def root_status_counts() -> dict[str, int]:
     return counts
 
 
+def indexed_by(index: str) -> str:
+    """SQLite: ` INDEXED BY index`. Without ANALYZE statistics SQLite prefers a wide
+    index (every child of one parent) to a partial one that holds just the rows asked
+    for; PostgreSQL's planner has statistics and needs no hint."""
+    return f" INDEXED BY {index}" if dialect(Job._meta.database.obj) == "sqlite" else ""
+
+
 def roots_with_failures() -> int:
-    """How many roots have failed descendants (`has_failures=true` lists them)."""
-    return Job.select().where(Job.parent_id.is_null(), HAS_FAILURES).count()
+    """How many roots have failed descendants (`has_failures=true` lists them): the
+    entries of the partial index jobs_roots_failed, not every root."""
+    sql = f"SELECT COUNT(*) FROM jobs{indexed_by('jobs_roots_failed')} WHERE {HAS_ROOT_FAILURES}"
+    return int(Job._meta.database.execute_sql(sql).fetchone()[0])
+
+
+def oldest_pending_created() -> float | None:
+    """When the oldest pending job was created: the first entry of jobs_pending_created."""
+    sql = (
+        f"SELECT created_at FROM jobs{indexed_by('jobs_pending_created')}"
+        " WHERE status = 'pending' ORDER BY created_at LIMIT 1"
+    )
+    row = Job._meta.database.execute_sql(sql).fetchone()
+    return row[0] if row else None
 
 
 def counts_by_type() -> list[tuple[str, str, int]]:
     """(type, status, count) for every combination present."""
-    return list(
-        Job.select(Job.type, Job.status, peewee.fn.COUNT(Job.id))
-        .group_by(Job.type, Job.status)
-        .tuples()
-    )
+    return [(type_, status, n) for (type_, status), n in stored_counts().items() if n]
 
 
 def live_workers(now: float | None = None) -> list[dict]:
@@ -244,9 +296,7 @@ def stats(queue: JobQueue) -> dict:
     """Counts by status (of every job, and of roots), roots with failed descendants,
     queue depth, oldest pending age and live workers."""
     now = clock.now()
-    oldest = (
-        Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == JobStatus.PENDING).scalar()
-    )
+    oldest = oldest_pending_created()
     workers = live_workers(now)
     return {
         "counts": status_counts(),

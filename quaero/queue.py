@@ -38,6 +38,18 @@ QUEUE_DOWN_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 if redis is not None:
     QUEUE_DOWN_ERRORS += (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 OUTBOX_LIMIT = 100_000  # job ids held for a queue that is away; the orphan sweep does the rest
+#: The SQLite queue's sizes, kept by triggers as rows come and go (Huey counts the rows:
+#: a scan of a million messages for every /api/stats and /metrics).
+SIZES_DDL = (
+    "create table if not exists quaero_sizes ("
+    "queue text not null, tbl text not null, n integer not null, primary key (queue, tbl))"
+)
+SIZE_TRIGGERS = """
+create trigger if not exists quaero_{tbl}_added after insert on {tbl} begin
+    update quaero_sizes set n = n + 1 where queue = new.queue and tbl = '{tbl}'; end;
+create trigger if not exists quaero_{tbl}_removed after delete on {tbl} begin
+    update quaero_sizes set n = n - 1 where queue = old.queue and tbl = '{tbl}'; end;
+"""
 
 
 class QueueUnavailable(Unavailable):
@@ -59,6 +71,46 @@ class BulkSqliteStorage(SqliteStorage):
         #: why the last write to the queue file failed (disk full…); None once one works
         self.write_error: str | None = None
         super().__init__(*args, **kwargs)
+
+    def initialize_schema(self) -> None:
+        """Huey's tables, then the size counters of this queue: counted once, when its
+        row is first made (in Huey's exclusive transaction, so no message slips by),
+        then kept by the triggers."""
+        super().initialize_schema()
+        with self.db(commit=True, close=True) as curs:
+            curs.execute(SIZES_DDL)
+            for table in ("task", "schedule"):
+                for statement in SIZE_TRIGGERS.format(tbl=table).split("end;")[:-1]:
+                    curs.execute(statement + "end;")
+                curs.execute(
+                    "insert or ignore into quaero_sizes (queue, tbl, n)"
+                    f" select ?, '{table}', count(*) from {table} where queue = ?",
+                    (self.name, self.name),
+                )
+
+    def _size(self, table: str) -> int:
+        try:
+            rows = self.sql(
+                "select n from quaero_sizes where queue = ? and tbl = ?",
+                (self.name, table),
+                results=True,
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            rows = []  # a storage opened with create_tables=False: count the rows
+        if not rows:
+            sql = f"select count(*) from {table} where queue = ?"
+            rows = self.sql(sql, (self.name,), results=True)
+        return int(rows[0][0])
+
+    def queue_size(self) -> int:
+        """Messages on the queue: one row read, however many wait."""
+        return self._size("task")
+
+    def schedule_size(self) -> int:
+        """Messages on the schedule: one row read."""
+        return self._size("schedule")
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -363,8 +415,36 @@ class JobQueue:
         """Messages waiting for their time (retries in back-off)."""
         return self._read(self.huey.storage.schedule_size)
 
+    def head(self) -> tuple[int | None, int] | None:
+        """The next message to be taken, as (job id, priority), without reading the rest
+        of the queue: None when the queue is empty; a job id of None for a message that
+        is not a job's."""
+        items = self._read(lambda: list(self.huey.storage.enqueued_items(limit=1)))
+        if not items:
+            return None
+        try:
+            task = self.huey.deserialize_task(items[0])
+        except Exception:  # a message of another task or version: not ours
+            logger.warning("unreadable queue message at the head", exc_info=True)
+            return None, 0
+        if task.name != TASK_NAME or not task.args:
+            return None, 0
+        return int(task.args[0]), int(task.priority or 0)
+
+    def local_job_ids(self) -> set[int]:
+        """Ids this process holds for the queue (its outbox) or took from it and has not
+        started (prefetched messages): a few dozen at most, never the queue itself."""
+        ids = self.held_job_ids()
+        for data in getattr(self.huey.storage, "prefetched_items", list)():
+            with suppress(Exception):
+                task = self.huey.deserialize_task(data)
+                if task.name == TASK_NAME and task.args:
+                    ids.add(int(task.args[0]))
+        return ids
+
     def queued_job_ids(self) -> set[int]:
-        """Ids of every job with a message on the queue, the schedule or the outbox."""
+        """Ids of every job with a message on the queue, the schedule or the outbox: reads
+        and unpickles every message (tests and diagnostics; the orphan sweep does not)."""
         ids: set[int] = self.held_job_ids()
         storage = self.huey.storage
         messages = self._read(

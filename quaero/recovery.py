@@ -18,7 +18,7 @@ from typing import Any
 
 import peewee
 
-from quaero import clock
+from quaero import clock, counts
 from quaero.jobs import JobManager
 from quaero.models import UNFINISHED, Job, JobLog, JobStatus, Worker
 
@@ -266,22 +266,72 @@ class Recovery:
         message = f"worker {holder} lost the job; it runs again"
         return self.manager.back_to_pending(job, holder, message, now, lease_expired_by=now)
 
-    def requeue_orphans(self, grace: float = 10.0) -> int:
-        """Enqueue pending jobs that have no message on the queue (a crash between the
-        database write and the enqueue); `grace` spares jobs being enqueued right now."""
-        queued = self.queue.queued_job_ids()  # read first: see the method's docstring
-        cutoff = self.store.now() - grace
-        pending = (
-            Job.select(Job.id, Job.priority)
-            .where(
-                Job.status == JobStatus.PENDING,
-                Job.paused == False,  # noqa: E712
-                Job.updated_at < cutoff,
-                Job.run_after.is_null() | (Job.run_after < cutoff),
+    def requeue_orphans(self, grace: float = 10.0, limit: int = 10_000) -> int:
+        """Enqueue pending jobs whose message was lost (a crash between the database
+        write and the enqueue, a claim that failed after its dequeue, a lost queue);
+        `grace` spares jobs being enqueued right now. Returns how many.
+
+        It reads one message, the queue's head, never the whole queue, so it costs the
+        same with 10 or a million messages waiting. The queue hands out its messages by
+        priority, then in the order they were enqueued, and a job's message is enqueued
+        after its row was last written (`updated_at`, or `run_after` for a delay) and
+        after its head job was created. So an unpaused job pending at the head's
+        priority, last written more than `grace` before the head job was created, or
+        pending at a higher priority, has no message left (with an empty queue: every
+        pending job older than `grace`). A job behind the head is not judged until the
+        head passes it, which is when its message would have been taken anyway.
+        Each orphan's `updated_at` is set before it is enqueued, so a queue whose head
+        stays put (no worker takes messages) does not get it again every round. A
+        duplicate message (a job taken in another process just now) is harmless: only
+        a `pending -> running` claim runs a job.
+        """
+        now = self.store.now()
+        cutoff = now - grace
+        head = self.queue.head()  # read first: a job enqueued after this is younger
+        pending = (Job.status == JobStatus.PENDING) & (Job.paused == False)  # noqa: E712
+        if head is None:  # an empty queue: every pending job older than grace
+            matches = [pending & (Job.updated_at < cutoff)]
+            due_by = cutoff
+        else:
+            head_id, priority = head
+            created = Job.select(Job.created_at).where(Job.id == head_id).scalar()
+            if created is None:  # not a job's message, or its job is gone: next round
+                return 0
+            due_by = min(cutoff, created - grace)
+            matches = [
+                pending & (Job.priority == priority) & (Job.updated_at < due_by),
+                pending & (Job.priority > priority) & (Job.updated_at < cutoff),
+            ]
+        local = self.queue.local_job_ids()
+        orphans: list[tuple[int, int]] = []
+        for match in matches:
+            rows = (
+                Job.select(Job.id, Job.priority)
+                .where(match, Job.run_after.is_null() | (Job.run_after < due_by))
+                .limit(limit)
+                .tuples()
             )
-            .tuples()
-        )
-        orphans = [(job_id, prio) for job_id, prio in pending.iterator() if job_id not in queued]
+            orphans += [(job_id, prio) for job_id, prio in rows if job_id not in local]
+        if not orphans:
+            return 0
+
+        def mark() -> list[tuple[int, int]]:
+            ids = [job_id for job_id, _ in orphans]
+            still = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                still |= {
+                    job_id
+                    for (job_id,) in Job.select(Job.id)
+                    .where(Job.id.in_(chunk), Job.status == JobStatus.PENDING)
+                    .tuples()
+                }
+                Job.update(updated_at=now).where(
+                    Job.id.in_(chunk), Job.status == JobStatus.PENDING
+                ).execute()
+            return [(job_id, prio) for job_id, prio in orphans if job_id in still]
+
+        orphans = self.store.transaction(mark)
         self.queue.enqueue(orphans)
         if orphans:
             logger.warning("re-queued %d pending jobs that had no queue message", len(orphans))
@@ -321,6 +371,13 @@ class Recovery:
                     .tuples()
                 ]
                 if ids:
+                    gone = (
+                        Job.select(Job.type, Job.status, peewee.fn.COUNT(Job.id))
+                        .where(Job.id.in_(ids))
+                        .group_by(Job.type, Job.status)
+                        .tuples()
+                    )
+                    counts.record(self.store.db, [(t, s, -n) for t, s, n in gone])
                     JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
                     Job.delete().where(Job.id.in_(ids)).execute()
                 else:

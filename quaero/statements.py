@@ -87,11 +87,11 @@ def insert_children(rows: int, param: str) -> str:
 
     Positional (`param` is the driver's placeholder), as a bulk insert of up to hundreds
     of rows would need a name per row and column. A child whose `(root_id, dedup_key)`
-    the tree already has is skipped; the created ones come back as (id, priority).
+    the tree already has is skipped; the created ones come back as (id, priority, type).
     """
     row = "(" + ", ".join([param] * len(CHILD_COLUMNS)) + ", 'pending')"
     return (
         f"INSERT INTO jobs ({', '.join(CHILD_COLUMNS)}, status) VALUES "
         + ", ".join([row] * rows)
-        + " ON CONFLICT DO NOTHING RETURNING id, priority"
+        + " ON CONFLICT DO NOTHING RETURNING id, priority, type"
     )

@@ -41,6 +41,21 @@ FIGURES = {
     "P6": ["P6.rate_1", "P6.rate_4", "P6.speedup"],
     "P7": ["P7.rq_rate", "P7.ratio"],
     "P8": ["P8.recovery_s"],
+    "P10": [
+        f"P10.{name}"
+        for name in (
+            "stats_p50_ms",
+            "stats_p95_ms",
+            "page_p50_ms",
+            "page_p95_ms",
+            "metrics_p50_ms",
+            "metrics_p95_ms",
+            "sweep_ms",
+            "sweep_ratio",
+            "reaper_ms",
+            "reaper_ratio",
+        )
+    ],
     "P12": [
         f"P12.{store}_{name}"
         for store in ("sqlite", "postgresql")
@@ -117,11 +132,12 @@ def assert_measured(results: dict, benchmarks: list[str]) -> None:
 
 
 def test_smoke_of_benchmarks_needing_nothing_extra_reports_every_figure(tmp_path: Path) -> None:
-    results = run_smoke(tmp_path, ["P1", "P2", "P3", "P5", "P8"])
-    assert_measured(results, ["P1", "P2", "P3", "P5", "P8"])
+    results = run_smoke(tmp_path, ["P1", "P2", "P3", "P5", "P8", "P10"])
+    assert_measured(results, ["P1", "P2", "P3", "P5", "P8", "P10"])
     assert results["details"]["P1"]["quaero_runs"][0]["children"] == 300
     assert results["details"]["P8"]["lease_seconds"] == 30
     assert len(results["details"]["P8"]["reps"]) == 1
+    assert results["details"]["P10"]["upkeep"]["20000"]["queued"] >= 20_000
 
 
 def test_smoke_of_crawl_against_wget_reports_every_figure(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ mixin and the wakeable worker."""
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 
@@ -129,3 +130,35 @@ def test_wakeable_worker_waits_its_delay_when_nothing_comes(queue):
     started = time.monotonic()
     worker.sleep()
     assert 0.15 <= time.monotonic() - started < 1.0
+
+
+def test_sqlite_queue_sizes_are_kept_not_counted(tmp_path):
+    from huey.storage import SqliteStorage
+
+    path = tmp_path / "q.db"
+    plain = SqliteStorage("quaero", filename=str(path))  # messages from before the counters
+    plain.enqueue(b"a", 0)
+    plain.enqueue(b"b", 0)
+    plain.close()
+    q = JobQueue(make_config(tmp_path, queue={"path": str(path), "num_workers": 1}))
+    storage = q.huey.storage
+
+    def counted(table: str) -> int:
+        return storage.sql(f"select count(*) from {table} where queue = 'quaero'", results=True)[0][
+            0
+        ]
+
+    assert q.depth() == 2
+    q.enqueue([(job_id, job_id % 3) for job_id in range(1, 31)])
+    q.enqueue_later(99, 0, 60.0)  # on the queue until a consumer moves it to the schedule
+    storage.add_to_schedule(b"later", datetime.datetime.now())
+    storage.dequeue()  # takes a batch of 4 (prefetch)
+    assert (q.depth(), q.scheduled()) == (counted("task"), counted("schedule")) == (29, 1)
+    storage.flush_queue()
+    storage.flush_schedule()
+    assert (q.depth(), q.scheduled()) == (0, 0)
+    q.close()
+    again = JobQueue(make_config(tmp_path, queue={"path": str(path), "num_workers": 1}))
+    again.enqueue([(1, 0)])
+    assert again.depth() == 1  # counted once, then kept
+    again.close()

@@ -92,3 +92,49 @@ def test_release_hands_back_held_jobs_without_using_an_attempt(manager, recovery
     assert recovery.release_worker_jobs(W) == 1
     job = reload(job)
     assert job.status == "pending" and job.attempts == 0 and job.worker_id is None
+
+
+def _lose_message_of_an_old_job(manager, services, age: float = 100.0):
+    """A pending job whose message is gone, last written `age` seconds ago."""
+    job = manager.create_root("noop", {})
+    services.queue.huey.storage.flush_queue()
+    then = time.time() - age
+    Job.update(created_at=then, updated_at=then).where(Job.id == job.id).execute()
+    return job
+
+
+def test_the_orphan_sweep_reads_one_message_however_long_the_queue(
+    manager, services, recovery, monkeypatch
+):
+    orphan = _lose_message_of_an_old_job(manager, services)
+    services.queue.enqueue([(manager.create_root("noop", {}).id, 0)])  # the queue's head
+    services.queue.enqueue([(10_000 + i, 0) for i in range(300)])  # a backlog
+    reads = []
+    deserialize = services.queue.huey.deserialize_task
+    monkeypatch.setattr(
+        services.queue.huey, "deserialize_task", lambda data: reads.append(1) or deserialize(data)
+    )
+    assert recovery.requeue_orphans() == 1  # older than the head: its message was lost
+    assert len(reads) <= 1
+    assert reload(orphan).updated_at > time.time() - 5  # marked as just enqueued
+
+
+def test_an_orphan_newer_than_the_queue_head_waits_until_the_head_passes_it(
+    manager, services, recovery
+):
+    head = _lose_message_of_an_old_job(manager, services, age=100.0)
+    _lose_message_of_an_old_job(manager, services, age=50.0)
+    services.queue.enqueue([(head.id, 0)])
+    assert recovery.requeue_orphans() == 0  # its message may still be behind the head
+    services.queue.huey.storage.flush_queue()  # the head and whatever followed it ran
+    assert recovery.requeue_orphans() == 2
+    assert recovery.requeue_orphans() == 0  # each message enqueued once, not every round
+
+
+def test_a_lower_priority_job_behind_the_head_is_not_an_orphan(manager, services, recovery):
+    waiting = _lose_message_of_an_old_job(manager, services)
+    urgent = manager.create_root("noop", {}, priority=5)
+    Job.update(created_at=time.time() - 10).where(Job.id == urgent.id).execute()
+    services.queue.enqueue([(waiting.id, 0), (urgent.id, 5)])
+    assert recovery.requeue_orphans() == 0
+    assert services.queue.queued_job_ids() == {waiting.id, urgent.id}

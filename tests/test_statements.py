@@ -26,4 +26,4 @@ def test_every_hot_statement_is_portable():
 def test_a_child_insert_has_one_placeholder_per_column_and_row():
     sql = statements.insert_children(3, "?")
     assert sql.count("?") == 3 * len(statements.CHILD_COLUMNS)
-    assert sql.endswith("ON CONFLICT DO NOTHING RETURNING id, priority")
+    assert sql.endswith("ON CONFLICT DO NOTHING RETURNING id, priority, type")
