@@ -4,13 +4,15 @@ and duration histogram.
 The JobManager adds to them in the same transaction that finishes jobs, so they count
 every finish exactly once, whichever process (or machine) finished it; deleting jobs
 never lowers them. A row per (type, status, histogram bucket, shard): one upsert per
-finish, and a scrape reads a few dozen rows however many jobs were ever run.
+finish, and a scrape reads a few dozen rows however many jobs were ever run. The shard
+is the writing thread's (its system-wide id), so concurrent finishes seldom wait for
+one another's row; rows are upserted in key order, so they never deadlock.
 """
 
 from __future__ import annotations
 
 import bisect
-import os
+import threading
 from collections import Counter
 from collections.abc import Iterable
 
@@ -51,10 +53,10 @@ def record_finished(
         seconds[key] += ran or 0.0
     if not jobs:
         return
-    shard = os.getpid() % SHARDS
+    shard = threading.get_native_id() % SHARDS
     p = db.param
     values = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p})"] * len(jobs))
-    params = [v for key, n in jobs.items() for v in (*key, shard, n, seconds[key])]
+    params = [v for key, n in sorted(jobs.items()) for v in (*key, shard, n, seconds[key])]
     db.execute_sql(UPSERT_SQL.format(values=values), params)
 
 
