@@ -76,6 +76,9 @@ SPECS: list[FigureSpec] = [
     FigureSpec("P7.rq_rate", "RQ, 4 SimpleWorkers, no-op jobs/s (enqueue → all done)", "/s"),
     FigureSpec("P7.ratio", "quaero (P1) / RQ", "×", ">=", 2.5),
     FigureSpec("P8.recovery_s", "recovery after SIGKILL of a worker, median of 3", "s", "<=", 10),
+    FigureSpec("P9.rate_1", "one tree of no-op children, 1 worker × 5 threads, jobs/s", "/s"),
+    FigureSpec("P9.rate_4", "one tree of no-op children, 4 workers × 5 threads, jobs/s", "/s"),
+    FigureSpec("P9.speedup", "one tree: 4 workers / 1 worker", "×", ">=", 3),
     *[
         spec
         for store, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
@@ -145,6 +148,7 @@ FULL_SIZES: dict[str, Any] = {
     "p6_sleep": 0.05,
     "p6_threads": 5,
     "p6_procs": 4,
+    "p9_children": 100_000,
     "p7_jobs": 10_000,
     "p7_workers": 4,
     "p7_reps": 3,
@@ -174,6 +178,7 @@ SMOKE_SIZES: dict[str, Any] = {
     "p4_branching": 4,
     "p4_delay": 0.01,
     "p6_jobs": 40,
+    "p9_children": 300,
     "p7_jobs": 300,
     "p7_reps": 1,
     "p8_reps": 1,

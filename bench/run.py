@@ -1,4 +1,4 @@
-"""quaero's benchmark harness: runs P1–P8 and P12, prints each figure with its target and
+"""quaero's benchmark harness: runs P1–P9 and P12, prints each figure with its target and
 PASS/FAIL, and writes the results as JSON under bench/results/.
 
     python -m bench.run                   the full run (`make bench`), < 10 min on 2 cores
@@ -37,6 +37,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "P6": scaleout.run,
     "P7": rq_bench.run,
     "P8": recovery.run,
+    "P9": scaleout.run_big_tree,
     "P12": triage.run,
 }
 RUNNER_OF = {"P5": "P1"}
