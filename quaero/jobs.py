@@ -274,7 +274,8 @@ class JobManager(TreeActions):
             row = cursor.fetchone()
             if row is None:
                 return None
-            job = Job(**dict(zip([d[0] for d in cursor.description], row, strict=True)))
+            job = Job(__no_default__=True)  # the row as it is: no 35 attribute sets
+            job.__data__.update(zip([d[0] for d in cursor.description], row, strict=True))
             self.limits.check(job, now)  # over its type's limit: rolls the claim back
             return job
 
@@ -415,15 +416,24 @@ class JobManager(TreeActions):
             job, worker_id, outcome, result, error, traceback, lease_expired_by, report
         )
 
+        settle_later: list[int] = []
+
         def update() -> bool:
+            settle_later.clear()
             if outcome == JobStatus.FAILED:
                 # a failure may fail ancestors and cancel subtrees: a user action's locks
                 self.store.lock_chain(job)
-            else:
-                self.store.guard_tree(job.root_id, exclusive=False)
-            return self._finish_in_transaction(job, params, message, report)
+                return self._finish_in_transaction(job, params, message, report)
+            self.store.guard_tree(job.root_id, exclusive=False)
+            hot = settle_later if self.store.is_postgres else None
+            return self._finish_in_transaction(job, params, message, report, hot)
 
-        return self.store.transaction(update, durable=False)
+        done = self.store.transaction(update, durable=False)
+        for parent_id in settle_later:  # committed: settle what this finish left due
+            self.store.transaction(
+                lambda p=parent_id: self.store.settle_now(p, job.root_id), durable=False
+            )
+        return done
 
     def _finish_params(
         self,
@@ -452,11 +462,20 @@ class JobManager(TreeActions):
         }
 
     def _finish_in_transaction(
-        self, job: Job, params: dict[str, Any], message: str | None, report: Report | None
+        self,
+        job: Job,
+        params: dict[str, Any],
+        message: str | None,
+        report: Report | None,
+        settle_later: list[int] | None = None,
     ) -> bool:
         """The writes of `finish_own_work`, in the caller's transaction: the job's own
         row first, then its ancestors' counters deepest first, the totals last (the
-        lock order of quaero.store's hot writers)."""
+        lock order of quaero.store's hot writers). With `settle_later` (PostgreSQL's
+        hot path) the totals go first and the counter shift is sent with the COMMIT,
+        and a parent this finish leaves due is appended there, for the caller to
+        settle once committed (`Store.settle_now`; the reaper's `settle_stranded`
+        does it if this process dies in between)."""
         rows = self.db.execute_sql(self._finish_sql, params).fetchall()
         if not rows:
             return False
@@ -470,7 +489,15 @@ class JobManager(TreeActions):
         finished: list[tuple[str, str, float | None, float]] = []
         if rows[0][0] == outcome:
             finished.append((job.type, outcome, job.started_at, now))
-            changed = self.store.shift(job.ancestor_ids, {JobStatus.RUNNING: -1, outcome: 1})
+            moves = {JobStatus.RUNNING: -1, outcome: 1}
+            if settle_later is not None:
+                totals.record_finished(self.db, finished)
+                changed = self.store.shift(job.ancestor_ids, moves, commit=True)
+                n_open, parent_outcome = changed.get(job.parent_id, (1, None))
+                if n_open == 0 and parent_outcome is not None:
+                    settle_later.append(job.parent_id)
+                return True
+            changed = self.store.shift(job.ancestor_ids, moves)
             n_open, parent_outcome = changed.get(job.parent_id, (1, None))
             if n_open == 0 and parent_outcome is not None:  # else nothing to settle
                 self.store.settle(job.parent_id, now, finished)

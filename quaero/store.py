@@ -176,30 +176,49 @@ class Store:
         self.lock([*job.ancestor_ids, job.id])
 
     def shift(
-        self, ids: Iterable[int], changes: dict[str, int]
+        self, ids: Iterable[int], changes: dict[str, int], commit: bool = False
     ) -> dict[int, tuple[int, str | None]]:
         """Add `changes` (status → delta) to the descendant counters of jobs `ids`;
         returns each changed job's new (n_open, outcome). On PostgreSQL the rows are
-        locked deepest first (descending ids, see `guard_tree`)."""
+        locked deepest first (descending ids, see `guard_tree`); with `commit` the
+        shift is the transaction's last statement, sent with its COMMIT in one message,
+        so the ancestors' rows (the root's) are held for no client round trip."""
         ids = list(ids)
         deltas: dict[str, int] = {}
         for status, delta in changes.items():
             column = COUNTER_COLUMN[status]
             deltas[column] = deltas.get(column, 0) + delta
         deltas = {column: delta for column, delta in deltas.items() if delta}
-        if ids and deltas:  # pending <-> running moves no counter
-            p = self.db.param
-            sets = ", ".join(f"{column} = {column} + {p}" for column in deltas)
-            where = ", ".join([p] * len(ids))
-            target = f"id IN ({where})"
-            if self.is_postgres:
-                target = (
-                    f"id IN (SELECT id FROM jobs WHERE {target} ORDER BY id DESC FOR NO KEY UPDATE)"
-                )
-            sql = f"UPDATE jobs SET {sets} WHERE {target} RETURNING id, n_open, outcome"
-            rows = self.db.execute_sql(sql, [*deltas.values(), *ids]).fetchall()
-            return {job_id: (n_open, outcome) for job_id, n_open, outcome in rows}
-        return {}
+        if not (ids and deltas):  # pending <-> running moves no counter
+            if commit and self.is_postgres:
+                self._execute_then_commit("SELECT 1 WHERE FALSE", [])
+            return {}
+        p = self.db.param
+        sets = ", ".join(f"{column} = {column} + {p}" for column in deltas)
+        where = ", ".join([p] * len(ids))
+        target = f"id IN ({where})"
+        if self.is_postgres:
+            target = (
+                f"id IN (SELECT id FROM jobs WHERE {target} ORDER BY id DESC FOR NO KEY UPDATE)"
+            )
+        sql = f"UPDATE jobs SET {sets} WHERE {target} RETURNING id, n_open, outcome"
+        params = [*deltas.values(), *ids]
+        if commit and self.is_postgres:
+            rows = self._execute_then_commit(sql, params)
+        else:
+            rows = self.db.execute_sql(sql, params).fetchall()
+        return {job_id: (n_open, outcome) for job_id, n_open, outcome in rows}
+
+    def _execute_then_commit(self, sql: str, params: list[Any]) -> list[tuple]:
+        """Run a statement and COMMIT in one message (PostgreSQL's simple query
+        protocol, parameters bound client-side); then BEGIN again, so that the
+        enclosing `transaction` ends an empty transaction of its own."""
+        import psycopg  # only PostgreSQL gets here
+
+        with peewee.__exception_wrapper__:
+            cursor = psycopg.ClientCursor(self.db.connection())
+            cursor.execute(f"{sql}; COMMIT; BEGIN", params)
+            return cursor.fetchall()
 
     def settle(
         self,
@@ -225,6 +244,24 @@ class Store:
             finished.extend(done)
         else:
             totals.record_finished(self.db, done)
+
+    def settle_stranded(self) -> int:
+        """Settle jobs left running with their own work done and no open descendant:
+        a finish on PostgreSQL settles its parent just after its commit, so a process
+        that died in between leaves one (the reaper calls this). Returns how many."""
+        stranded = list(
+            Job.select(Job.id, Job.root_id)
+            .where(Job.status == JobStatus.RUNNING, Job.outcome.is_null(False), Job.n_open == 0)
+            .tuples()
+        )
+        for job_id, root_id in stranded:
+            self.transaction(lambda j=job_id, r=root_id: self.settle_now(j, r), durable=False)
+        return len(stranded)
+
+    def settle_now(self, job_id: int, root_id: int) -> None:
+        """Settle a job and its ancestors if they are due, in the caller's transaction."""
+        self.guard_tree(root_id, exclusive=False)
+        self.settle(job_id, self.now())
 
     def forget_tree_state(self, root_id: int) -> None:
         """Delete what executors keep per tree (the crawler's pages and hosts)."""

@@ -448,7 +448,9 @@ class WorkerService:
             return 0
         recovery = self.services.recovery
         recovery.expire_dead_workers_leases(me=self.worker_id, proceed=steady)
-        return recovery.reap_expired_leases(proceed=steady)
+        reaped = recovery.reap_expired_leases(proceed=steady)
+        self.services.store.settle_stranded()
+        return reaped
 
     def _purge(self) -> int:
         days = self.config.jobs.retention_days

@@ -95,3 +95,25 @@ def test_a_cancel_among_concurrent_finishes_keeps_the_counters_exact(manager, se
     assert row.status == "completed" and stored(root.id) == recounted(root.id)
     assert row.n_open == 0
     assert "deadlock" not in caplog.text
+
+
+def test_a_parent_left_due_by_a_process_that_died_after_the_commit_is_settled(
+    manager, services, monkeypatch
+):
+    """On PostgreSQL the last child's finish settles its parent just after its commit;
+    if the process dies in between, the reaper's `settle_stranded` settles it."""
+    root = manager.claim(manager.create_root("noop", {}).id, W)
+    child = manager.claim(spawn(manager, root, 1)[0], W)
+    assert manager.complete(root, W, None)  # own work done: it waits for its child
+    monkeypatch.setattr(services.store, "settle_now", lambda job_id, root_id: None)
+    assert manager.complete(child, W, None)
+    row = Job.get_by_id(root.id)
+    if services.store.is_postgres:  # SQLite settles in the finishing transaction
+        assert (row.status, row.n_open, row.outcome) == ("running", 0, "completed")
+    monkeypatch.undo()
+    services.store.settle_stranded()
+    row = Job.get_by_id(root.id)
+    assert row.status == "completed" and row.finished_at is not None
+    assert stored(root.id) == recounted(root.id)
+    assert services.store.settle_stranded() == 0
+    assert finished_in_totals(services) == 2
