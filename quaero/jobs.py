@@ -211,7 +211,7 @@ class JobManager(TreeActions):
                 self.store.write_log(parent.id, "warning", message, now)
             if root_limit is not None:
                 room = min(room, root_limit - total)
-            todo = specs[: max(0, room)]
+            todo = self._not_in_tree(parent.root_id, specs[: max(0, room)])
             default_attempts = self.config.jobs.max_attempts
             rows = [
                 (  # in statements.CHILD_COLUMNS order
@@ -245,6 +245,20 @@ class JobManager(TreeActions):
         self.store.enqueue_or_sweep(created)
         return [job_id for job_id, _ in created]
 
+    def _not_in_tree(self, root_id: int, specs: list[ChildSpec]) -> list[ChildSpec]:
+        """The specs whose `dedup_key` the tree does not have yet. Read before the
+        insert (which skips them too), so that it never waits on a row a finish is
+        updating: that finish may be waiting for this spawn's ancestors' rows."""
+        keys = list({spec.dedup_key for spec in specs if spec.dedup_key is not None})
+        existing: set[str] = set()
+        for start in range(0, len(keys), INSERT_CHUNK):
+            chunk = keys[start : start + INSERT_CHUNK]
+            query = Job.select(Job.dedup_key).where(
+                Job.root_id == root_id, Job.dedup_key.in_(chunk)
+            )
+            existing.update(key for (key,) in query.tuples())
+        return [spec for spec in specs if spec.dedup_key not in existing]
+
     # -- running --------------------------------------------------------------------
 
     def claim(
@@ -270,12 +284,18 @@ class JobManager(TreeActions):
                 "now": now,
                 "due_by": now + statements.CLAIM_CLOCK_SKEW,
             }
-            cursor = self.db.execute_sql(self._claim_sql, params)
-            row = cursor.fetchone()
-            if row is None:
+            if self.store.is_postgres and not self.config.types and completing is None:
+                # no type has a limit to check after it: the claim and its COMMIT go in
+                # one message
+                names, rows = self.db.execute_and_commit(self._claim_sql, params)
+            else:
+                cursor = self.db.execute_sql(self._claim_sql, params)
+                names = [d[0] for d in cursor.description]
+                rows = cursor.fetchall()
+            if not rows:
                 return None
             job = Job(__no_default__=True)  # the row as it is: no 35 attribute sets
-            job.__data__.update(zip([d[0] for d in cursor.description], row, strict=True))
+            job.__data__.update(zip(names, rows[0], strict=True))
             self.limits.check(job, now)  # over its type's limit: rolls the claim back
             return job
 
@@ -472,7 +492,7 @@ class JobManager(TreeActions):
         """The writes of `finish_own_work`, in the caller's transaction: the job's own
         row first, then its ancestors' counters deepest first, the totals last (the
         lock order of quaero.store's hot writers). With `settle_later` (PostgreSQL's
-        hot path) the totals go first and the counter shift is sent with the COMMIT,
+        hot path) the counter shift and the totals are sent with the COMMIT,
         and a parent this finish leaves due is appended there, for the caller to
         settle once committed (`Store.settle_now`; the reaper's `settle_stranded`
         does it if this process dies in between)."""
@@ -491,8 +511,8 @@ class JobManager(TreeActions):
             finished.append((job.type, outcome, job.started_at, now))
             moves = {JobStatus.RUNNING: -1, outcome: 1}
             if settle_later is not None:
-                totals.record_finished(self.db, finished)
-                changed = self.store.shift(job.ancestor_ids, moves, commit=True)
+                add = totals.upsert(self.db, finished)
+                changed = self.store.shift(job.ancestor_ids, moves, commit=True, then=add)
                 n_open, parent_outcome = changed.get(job.parent_id, (1, None))
                 if n_open == 0 and parent_outcome is not None:
                     settle_later.append(job.parent_id)

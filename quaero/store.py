@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import peewee
 
 from quaero import clock, statements, totals
+from quaero import db as db_module
 from quaero.config import Config
 from quaero.db import dialect
 from quaero.models import LOG_LEVELS, TREE_STATE_TABLES, Job, JobLog, JobStatus
@@ -93,10 +94,14 @@ class Store:
         """
         for attempt in range(attempts):
             try:
-                with self._write_lock, self.db.atomic():
-                    if not durable and self.is_postgres:
-                        self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
-                    result = fn()
+                if self.is_postgres:  # BEGIN sets it in the same round trip
+                    db_module.asynchronous_commit(not durable)
+                try:
+                    with self._write_lock, self.db.atomic():
+                        result = fn()
+                finally:
+                    if self.is_postgres:  # other atomic blocks of this thread: durable
+                        db_module.asynchronous_commit(False)
                 self.write_error = None
                 return result
             except peewee.OperationalError as exc:
@@ -176,13 +181,18 @@ class Store:
         self.lock([*job.ancestor_ids, job.id])
 
     def shift(
-        self, ids: Iterable[int], changes: dict[str, int], commit: bool = False
+        self,
+        ids: Iterable[int],
+        changes: dict[str, int],
+        commit: bool = False,
+        then: tuple[str, list] | None = None,
     ) -> dict[int, tuple[int, str | None]]:
         """Add `changes` (status → delta) to the descendant counters of jobs `ids`;
         returns each changed job's new (n_open, outcome). On PostgreSQL the rows are
         locked deepest first (descending ids, see `guard_tree`); with `commit` the
-        shift is the transaction's last statement, sent with its COMMIT in one message,
-        so the ancestors' rows (the root's) are held for no client round trip."""
+        shift and `then` (a statement with positional parameters: the totals) are the
+        transaction's last statements, sent with its COMMIT in one message, so the
+        ancestors' rows (the root's) are held for no client round trip."""
         ids = list(ids)
         deltas: dict[str, int] = {}
         for status, delta in changes.items():
@@ -190,8 +200,8 @@ class Store:
             deltas[column] = deltas.get(column, 0) + delta
         deltas = {column: delta for column, delta in deltas.items() if delta}
         if not (ids and deltas):  # pending <-> running moves no counter
-            if commit and self.is_postgres:
-                self._execute_then_commit("SELECT 1 WHERE FALSE", [])
+            if then is not None:
+                self.db.execute_sql(*then)
             return {}
         p = self.db.param
         sets = ", ".join(f"{column} = {column} + {p}" for column in deltas)
@@ -204,21 +214,14 @@ class Store:
         sql = f"UPDATE jobs SET {sets} WHERE {target} RETURNING id, n_open, outcome"
         params = [*deltas.values(), *ids]
         if commit and self.is_postgres:
-            rows = self._execute_then_commit(sql, params)
+            if then is not None:
+                sql, params = f"{sql}; {then[0]}", [*params, *then[1]]
+            rows = self.db.execute_and_commit(sql, params)[1]
         else:
             rows = self.db.execute_sql(sql, params).fetchall()
+            if then is not None:
+                self.db.execute_sql(*then)
         return {job_id: (n_open, outcome) for job_id, n_open, outcome in rows}
-
-    def _execute_then_commit(self, sql: str, params: list[Any]) -> list[tuple]:
-        """Run a statement and COMMIT in one message (PostgreSQL's simple query
-        protocol, parameters bound client-side); then BEGIN again, so that the
-        enclosing `transaction` ends an empty transaction of its own."""
-        import psycopg  # only PostgreSQL gets here
-
-        with peewee.__exception_wrapper__:
-            cursor = psycopg.ClientCursor(self.db.connection())
-            cursor.execute(f"{sql}; COMMIT; BEGIN", params)
-            return cursor.fetchall()
 
     def settle(
         self,
