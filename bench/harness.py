@@ -148,7 +148,7 @@ FULL_SIZES: dict[str, Any] = {
     "p6_sleep": 0.05,
     "p6_threads": 5,
     "p6_procs": 4,
-    "p9_children": 100_000,
+    "p9_children": 10_000,
     "p7_jobs": 10_000,
     "p7_workers": 4,
     "p7_reps": 3,
