@@ -153,8 +153,9 @@ class Store:
         The workers' hot writes (spawn, finish, settle) share it, so the finishes of one
         tree run side by side: each locks its own row, then its ancestors deepest first
         (ids grow down a tree, so every hot writer locks in descending id order and none
-        can deadlock), and only for the counter update at its very end, so the root row
-        is held from that update to the commit. A user action on a tree (cancel,
+        can deadlock), the totals' rows after every jobs row, and the ancestors only for
+        the counter update at its very end, which a finish sends with its COMMIT: the
+        root row is held for no client round trip. A user action on a tree (cancel,
         retry, delete, pause) takes it exclusive: it waits for the hot writers in
         flight and keeps new ones out while it reads and rewrites the subtree. SQLite
         needs nothing: BEGIN IMMEDIATE already serialises writers."""

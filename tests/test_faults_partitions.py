@@ -261,11 +261,11 @@ def test_all_workers_cut_from_redis_for_30_seconds(cluster):
 
 
 @pytest.mark.xfail(
-    reason="open: every write transaction locks its tree's root row first, so at 500 ms a "
-    "round trip a running job's row is nearly always locked by a slow transaction of its "
-    "tree; the heartbeat skips locked rows (SKIP LOCKED) rather than queue behind them, and "
-    "a lease can lapse (2-4 pages fetched twice). Next step: renewal without the jobs row "
-    "(the executing ids on the worker's own row, which the reaper consults)",
+    reason="open: at 500 ms a round trip a running job's row is often locked by a slow "
+    "transaction (its own spawn holds it, and its descendants' finishes lock it for their "
+    "last message); the heartbeat skips locked rows (SKIP LOCKED) rather than queue "
+    "behind them, and a lease can lapse (2-4 pages fetched twice). Next step: renewal "
+    "without the jobs row (the executing ids on the worker's own row, which the reaper consults)",
     strict=False,
 )
 @pytest.mark.parametrize("cluster", [10.0], indirect=True)
