@@ -1,4 +1,4 @@
-"""quaero's benchmark harness: runs P1–P8, P10 and P12, prints each figure with its target
+"""quaero's benchmark harness: runs P1–P10 and P12, prints each figure with its target
 and PASS/FAIL, and writes the results as JSON under bench/results/.
 
     python -m bench.run                   the full run (`make bench`), < 10 min on 2 cores
@@ -47,6 +47,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "P6": scaleout.run,
     "P7": rq_bench.run,
     "P8": recovery.run,
+    "P9": scaleout.run_big_tree,
     "P10": top.run,
     "P12": triage.run,
 }

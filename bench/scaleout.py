@@ -1,11 +1,13 @@
-"""P6: scale-out on Redis + PostgreSQL, 1 against `p6_procs` worker processes.
+"""P6 and P9: scale-out on Redis + PostgreSQL, 1 against `p6_procs` worker processes.
 
 Each round gets a fresh PostgreSQL schema (in the `test` database, selected with
 `?options=-csearch_path=<schema>`) and an emptied Redis database (`p6_redis_db`). One
 `run.py web` takes the submission; N `run.py worker` processes of `p6_threads` threads
-run the jobs: a `fanout` of `p6_jobs` `sleep` children of `p6_sleep` seconds each
-(I/O-bound work). Rate = children over the time from the POST to the root's
-`finished_at`; the figure is the rate with N processes over the rate with one.
+run the jobs. P6: a `fanout` of `p6_jobs` `sleep` children of `p6_sleep` seconds each
+(I/O-bound work). P9: one huge tree, a `fanout` of `p9_children` no-op children, whose
+finishes all move the counters of one root row. Rate = children over the time from the
+POST to the root's `finished_at`; the figure is the rate with N processes over the rate
+with one.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ def postgres_connection(url: str):
         raise BenchError(f"PostgreSQL at {url} is not reachable: {exc}") from None
 
 
-def scaleout_round(ctx: Context, processes: int) -> dict:
-    """One round: fresh schema and Redis db, `processes` workers, one fan-out."""
+def scaleout_round(ctx: Context, processes: int, label: str, payload: dict) -> dict:
+    """One round: fresh schema and Redis db, `processes` workers, one fan-out of
+    `payload` (the fanout job's)."""
     s = ctx.sizes
     redis_url = f"{s['redis_url']}/{s['p6_redis_db']}"
     schema = f"bench_{uuid.uuid4().hex[:10]}"
-    folder = ctx.folder(f"p6-{processes}")
+    folder = ctx.folder(f"{label}-{processes}")
     rds = redis_client(redis_url)
     try:
         pg = postgres_connection(s["postgres_url"])
@@ -97,16 +100,8 @@ def scaleout_round(ctx: Context, processes: int) -> dict:
             return stats.get("workers_alive", 0) >= processes
 
         wait_until(workers_alive, timeout=60, interval=0.2, what=f"{processes} live workers")
-        children = s["p6_jobs"]
-        body = {
-            "type": "fanout",
-            "payload": {
-                "children": children,
-                "child_type": "sleep",
-                "child_payload": {"seconds": s["p6_sleep"]},
-            },
-        }
-        job, sent = submit(session, base, body)
+        children = payload["children"]
+        job, sent = submit(session, base, {"type": "fanout", "payload": payload})
         done = wait_finished(session, base, job["id"], timeout=max(120.0, children * 0.2))
         if done["status"] != "completed" or done["counts"]["completed"] != children:
             raise BenchError(f"fan-out ended {done['status']} with counts {done['counts']}")
@@ -128,14 +123,33 @@ def scaleout_round(ctx: Context, processes: int) -> dict:
             rds.close()
 
 
-def run(ctx: Context) -> None:
-    """P6."""
+def speedup(ctx: Context, bench: str, payload: dict) -> list[dict]:
+    """Rounds of 1 then `p6_procs` worker processes; records `<bench>.rate_1`, `.rate_4`
+    and `.speedup`."""
     procs = ctx.sizes["p6_procs"]
     rounds = []
-    for n, figure in ((1, "P6.rate_1"), (procs, "P6.rate_4")):  # rate_4: p6_procs processes
+    for n, figure in ((1, "rate_1"), (procs, "rate_4")):  # rate_4: p6_procs processes
         print(f"  {n} worker process(es) × {ctx.sizes['p6_threads']} threads", flush=True)
-        rounds.append(scaleout_round(ctx, n))
+        rounds.append(scaleout_round(ctx, n, bench.lower(), payload))
         print(f"    {rounds[-1]['rate']:.1f} jobs/s", flush=True)
-        ctx.record(figure, round(rounds[-1]["rate"], 1))
-    ctx.record("P6.speedup", round(rounds[1]["rate"] / rounds[0]["rate"], 2))
-    ctx.detail("P6", rounds=rounds, sleep_seconds=ctx.sizes["p6_sleep"])
+        ctx.record(f"{bench}.{figure}", round(rounds[-1]["rate"], 1))
+    ctx.record(f"{bench}.speedup", round(rounds[1]["rate"] / rounds[0]["rate"], 2))
+    return rounds
+
+
+def run(ctx: Context) -> None:
+    """P6."""
+    s = ctx.sizes
+    payload = {
+        "children": s["p6_jobs"],
+        "child_type": "sleep",
+        "child_payload": {"seconds": s["p6_sleep"]},
+    }
+    rounds = speedup(ctx, "P6", payload)
+    ctx.detail("P6", rounds=rounds, sleep_seconds=s["p6_sleep"])
+
+
+def run_big_tree(ctx: Context) -> None:
+    """P9."""
+    rounds = speedup(ctx, "P9", {"children": ctx.sizes["p9_children"], "child_type": "noop"})
+    ctx.detail("P9", rounds=rounds)

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
@@ -108,6 +109,12 @@ class CommitOutcomeUnknown(peewee.OperationalError):
 _thread_policy = threading.local()
 
 
+def asynchronous_commit(on: bool) -> None:
+    """PostgreSQL: this thread's next transactions begin with `synchronous_commit`
+    off, in the BEGIN's own round trip (quaero.store's non-durable transactions)."""
+    _thread_policy.asynchronous_commit = on
+
+
 def fail_fast() -> None:
     """Make this thread's database calls fail at once while the database is away,
     instead of waiting `reconnect_wait` for it (web request threads: they answer 503)."""
@@ -186,13 +193,48 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
 
     def begin(self, *args, **kwargs) -> None:
         try:
-            return super().begin(*args, **kwargs)
+            return self._begin(*args, **kwargs)
         except (peewee.OperationalError, peewee.InterfaceError):
             if not self._drop_dead_connection():
                 raise
-            return super().begin(*args, **kwargs)  # nothing was started: a fresh one
+            return self._begin(*args, **kwargs)  # nothing was started: a fresh one
+
+    def _begin(self, *args, **kwargs) -> None:
+        if not getattr(_thread_policy, "asynchronous_commit", False):
+            return super().begin(*args, **kwargs)
+        # one round trip for both (no parameters: the simple query protocol)
+        with peewee.__exception_wrapper__:
+            self.cursor().execute("BEGIN; SET LOCAL synchronous_commit TO OFF")
+        return None
+
+    def execute_and_commit(self, sql: str, params: Any) -> tuple[list[str], list[tuple]]:
+        """Run the transaction's last statement and its COMMIT in one message (the
+        simple query protocol, parameters bound client-side), so the rows it locks are
+        held for no client round trip; returns its column names and rows. The enclosing
+        atomic block's own COMMIT is then skipped (see `commit`)."""
+        import psycopg  # PostgreSQL only
+
+        if self._state.closed:
+            raise self._lost()
+        try:
+            with peewee.__exception_wrapper__:
+                cursor = psycopg.ClientCursor(self.connection())
+                cursor.execute(f"{sql}; COMMIT", params)
+                names = [d[0] for d in cursor.description or ()]
+                rows = cursor.fetchall() if cursor.description else []
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if not self._drop_dead_connection():
+                raise  # the statement failed: nothing committed, the block rolls back
+            raise CommitOutcomeUnknown(
+                "database connection lost during COMMIT; the transaction may have been written"
+            ) from exc
+        _thread_policy.committed = True
+        return names, rows
 
     def commit(self) -> None:
+        if getattr(_thread_policy, "committed", False):
+            _thread_policy.committed = False  # execute_and_commit sent it
+            return None
         if self._state.closed:
             raise self._lost()
         try:
@@ -205,6 +247,9 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
             ) from exc
 
     def rollback(self) -> None:
+        if getattr(_thread_policy, "committed", False):
+            _thread_policy.committed = False  # committed already: nothing to roll back
+            return None
         if self._state.closed:
             return None  # the server rolled the transaction back when the connection died
         try:

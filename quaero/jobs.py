@@ -5,12 +5,13 @@ Every status change is a named transition here, guarded in SQL so that it happen
 most once (`pending → running` only from pending, completion only by the lease holder).
 Descendant counters (`n_open` for pending or running, `n_completed`, `n_failed`,
 `n_cancelled`) of every ancestor move in the same transaction as the change, so a page
-of roots reads its counts and progress for free. Recovery (leases, the reaper, the
-orphan sweep, the worker registry, retention) lives in quaero.recovery and moves jobs
-only through the transitions here; both write through quaero.store.
+of roots reads its counts and progress for free. The user actions on whole trees
+(cancel, retry, delete, pause, rerun) are in quaero.trees. Recovery (leases, the
+reaper, the orphan sweep, the worker registry, retention) lives in quaero.recovery and
+moves jobs only through the transitions here; all of them write through quaero.store.
 
-Why ~600 lines: every transition of a job, with the counter moves that keep the one
-invariant, stays in this one class, so the invariant can be checked in one read.
+The hot path (claim, spawn, finish, settle) is the part every job goes through: its
+locks and writes are ordered as quaero.store's `guard_tree` describes.
 """
 
 from __future__ import annotations
@@ -23,23 +24,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import peewee
-
 from quaero import counts, policies, statements, totals, triage
-from quaero.errors import Conflict, LeaseLost, NotFound
+from quaero.errors import LeaseLost
 from quaero.limits import OverLimit, TypeLimits
-from quaero.models import FINAL_STATUSES, UNFINISHED, ChildSpec, Job, JobLog, JobStatus
-from quaero.store import COUNTER_COLUMN, Store
+from quaero.models import ChildSpec, Job, JobStatus
+from quaero.store import Store
+from quaero.trees import TreeActions
 
 logger = logging.getLogger(__name__)
 
 INSERT_CHUNK = 500
 #: What an executor buffered: log lines (level, message, time) and its last progress.
 Report = tuple[list[tuple[str, str, float]], float | None]
+#: A successful attempt whose completion is yet to be written: (job, result, report).
+Completion = tuple[Job, Any, Report | None]
 
 
-class JobManager:
-    """Creates jobs, moves them through their states, and records their logs."""
+class JobManager(TreeActions):
+    """Creates jobs, moves them through their states, and records their logs; the
+    user actions on whole trees come from `TreeActions` (quaero.trees)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -178,8 +181,11 @@ class JobManager:
 
         def insert() -> list[tuple[int, int]]:
             # The parent must still be running: a cancel that committed first wins, so
-            # no child of a cancelled job is ever created (the chain lock orders them).
-            self.store.lock_chain(parent)
+            # no child of a cancelled job is ever created (the tree's guard orders them).
+            # The parent, then its ancestors deepest first: spawns of one tree serialise
+            # on its root row, where the tree's size is read for its cap.
+            self.store.guard_tree(parent.root_id, exclusive=False)
+            self.store.lock([parent.id, *parent.ancestor_ids], descending=True)
             row = (
                 Job.select(Job.status, Job.paused, Job.lease_epoch)
                 .where(Job.id == parent.id)
@@ -206,7 +212,7 @@ class JobManager:
                 self.store.write_log(parent.id, "warning", message, now)
             if root_limit is not None:
                 room = min(room, root_limit - total)
-            todo = specs[: max(0, room)]
+            todo = self._not_in_tree(parent.root_id, specs[: max(0, room)])
             default_attempts = self.config.jobs.max_attempts
             rows = [
                 (  # in statements.CHILD_COLUMNS order
@@ -227,7 +233,7 @@ class JobManager:
                 for spec in todo
             ]
             ids: list[tuple[int, int]] = []
-            created: dict[str, int] = {}
+            created: dict[str, int] = {}  # by type, for the counts ledger
             for start in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[start : start + INSERT_CHUNK]
                 sql = statements.insert_children(len(chunk), self.db.param)
@@ -244,15 +250,36 @@ class JobManager:
         self.store.enqueue_or_sweep(created)
         return [job_id for job_id, _ in created]
 
+    def _not_in_tree(self, root_id: int, specs: list[ChildSpec]) -> list[ChildSpec]:
+        """The specs whose `dedup_key` the tree does not have yet. Read before the
+        insert (which skips them too), so that it never waits on a row a finish is
+        updating: that finish may be waiting for this spawn's ancestors' rows."""
+        keys = list({spec.dedup_key for spec in specs if spec.dedup_key is not None})
+        existing: set[str] = set()
+        for start in range(0, len(keys), INSERT_CHUNK):
+            chunk = keys[start : start + INSERT_CHUNK]
+            query = Job.select(Job.dedup_key).where(
+                Job.root_id == root_id, Job.dedup_key.in_(chunk)
+            )
+            existing.update(key for (key,) in query.tuples())
+        return [spec for spec in specs if spec.dedup_key not in existing]
+
     # -- running --------------------------------------------------------------------
 
-    def claim(self, job_id: int, worker_id: str) -> Job | None:
+    def claim(
+        self, job_id: int, worker_id: str, completing: Completion | None = None
+    ) -> Job | None:
         """Atomically move a job `pending → running` for a worker; None if it is not
-        pending (a duplicate message, a cancelled or paused job, a retry not yet due)."""
+        pending (a duplicate message, a cancelled or paused job, a retry not yet due).
+
+        `completing`, a completion this worker thread held back (see `Runner`), is
+        written in the same transaction, before the claim: one commit for both."""
         now = self.store.now()
         lease = now + self.config.jobs.lease_seconds
 
         def update() -> Job | None:
+            if completing is not None:
+                self._complete_in_transaction(worker_id, completing)
             # pending -> running moves no ancestor counter (both are `n_open`), so the
             # claim is one statement on one row
             params = {
@@ -262,23 +289,39 @@ class JobManager:
                 "now": now,
                 "due_by": now + statements.CLAIM_CLOCK_SKEW,
             }
-            cursor = self.db.execute_sql(self._claim_sql, params)
-            row = cursor.fetchone()
-            if row is None:
+            if self.store.is_postgres and not self.config.types and completing is None:
+                # no type has a limit to check after it: the claim and its COMMIT go in
+                # one message
+                names, rows = self.db.execute_and_commit(self._claim_sql, params)
+            else:
+                cursor = self.db.execute_sql(self._claim_sql, params)
+                names = [d[0] for d in cursor.description]
+                rows = cursor.fetchall()
+            if not rows:
                 return None
-            job = Job(**dict(zip([d[0] for d in cursor.description], row, strict=True)))
+            job = Job(__no_default__=True)  # the row as it is: no 35 attribute sets
+            job.__data__.update(zip(names, rows[0], strict=True))
             self.limits.check(job, now)  # over its type's limit: rolls the claim back
             return job
 
         try:
             return self.store.transaction(update, durable=False)
         except OverLimit as over:
+            if completing is not None:  # rolled back with the claim: written alone
+                self.complete(completing[0], worker_id, *completing[1:])
             self.limits.wait(over, now)
             return None
         except Exception:
             # the queue message is gone and the job still pending: sweep for it soon
             self.store.enqueue_failed_at = time.monotonic()
             raise
+
+    def _complete_in_transaction(self, worker_id: str, completing: Completion) -> None:
+        job, result, report = completing
+        params = self._finish_params(job, worker_id, JobStatus.COMPLETED, result=result)
+        self.store.guard_tree(job.root_id, exclusive=False)
+        if not self._finish_in_transaction(job, params, None, report):
+            logger.info("job %s finished but was no longer held here; result dropped", job.id)
 
     def complete(self, job: Job, worker_id: str, result: Any, report: Report | None = None) -> bool:
         """The job's own work succeeded; it finishes now or when its descendants do.
@@ -394,9 +437,43 @@ class JobManager:
         epoch): the job finishes now, or stays running until its open descendants
         finish. The reaper passes `lease_expired_by`: it finishes the job only if no
         heartbeat renewed the lease meanwhile. False when the attempt no longer held it."""
-        now = self.store.now()
+        params = self._finish_params(
+            job, worker_id, outcome, result, error, traceback, lease_expired_by, report
+        )
+
+        settle_later: list[int] = []
+
+        def update() -> bool:
+            settle_later.clear()
+            if outcome == JobStatus.FAILED:
+                # a failure may fail ancestors and cancel subtrees: a user action's locks
+                self.store.lock_chain(job)
+                return self._finish_in_transaction(job, params, message, report)
+            self.store.guard_tree(job.root_id, exclusive=False)
+            hot = settle_later if self.store.is_postgres else None
+            return self._finish_in_transaction(job, params, message, report, hot)
+
+        done = self.store.transaction(update, durable=False)
+        for parent_id in settle_later:  # committed: settle what this finish left due
+            self.store.transaction(
+                lambda p=parent_id: self.store.settle_now(p, job.root_id), durable=False
+            )
+        return done
+
+    def _finish_params(
+        self,
+        job: Job,
+        worker_id: str,
+        outcome: str,
+        result: Any = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        lease_expired_by: float | None = None,
+        report: Report | None = None,
+    ) -> dict[str, Any]:
+        """The parameters of statements.FINISH."""
         progress = 1.0 if outcome == JobStatus.COMPLETED else (report[1] if report else None)
-        params = {
+        return {
             "id": job.id,
             "worker_id": worker_id,
             "lease_epoch": job.lease_epoch,
@@ -406,286 +483,54 @@ class JobManager:
             "error": error,
             "traceback": traceback,
             "progress": progress,
-            "now": now,
+            "now": self.store.now(),
         }
 
-        def update() -> bool:
-            self.store.lock_chain(job)
-            rows = self.db.execute_sql(self._finish_sql, params).fetchall()
-            if not rows:
-                return False
-            self._write_report(job.id, report, now, with_progress=False)
-            if message:
-                level = "error" if outcome == JobStatus.FAILED else "info"
-                self.store.write_log(job.id, level, message, now)
-            if outcome == JobStatus.FAILED:
-                triage.record_error_group(self.db, job.id, error)
-            if rows[0][0] == outcome:
-                totals.record_finished(self.db, [(job.type, outcome, job.started_at, now)])
-                changed = self.store.shift(job.ancestor_ids, {JobStatus.RUNNING: -1, outcome: 1})
+    def _finish_in_transaction(
+        self,
+        job: Job,
+        params: dict[str, Any],
+        message: str | None,
+        report: Report | None,
+        settle_later: list[int] | None = None,
+    ) -> bool:
+        """The writes of `finish_own_work`, in the caller's transaction: the job's own
+        row first, then its ancestors' counters deepest first, the totals last (the
+        lock order of quaero.store's hot writers). With `settle_later` (PostgreSQL's
+        hot path) the counter shift and the totals are sent with the COMMIT,
+        and a parent this finish leaves due is appended there, for the caller to
+        settle once committed (`Store.settle_now`; the reaper's `settle_stranded`
+        does it if this process dies in between)."""
+        rows = self.db.execute_sql(self._finish_sql, params).fetchall()
+        if not rows:
+            return False
+        outcome, now = params["outcome"], params["now"]
+        self._write_report(job.id, report, now, with_progress=False)
+        if message:
+            level = "error" if outcome == JobStatus.FAILED else "info"
+            self.store.write_log(job.id, level, message, now)
+        if outcome == JobStatus.FAILED:
+            triage.record_error_group(self.db, job.id, params["error"])
+        finished: list[tuple[str, str, float | None, float]] = []
+        if rows[0][0] == outcome:
+            finished.append((job.type, outcome, job.started_at, now))
+            moves = {JobStatus.RUNNING: -1, outcome: 1}
+            if settle_later is not None:
+                add = totals.upsert(self.db, finished)
+                changed = self.store.shift(job.ancestor_ids, moves, commit=True, then=add)
                 n_open, parent_outcome = changed.get(job.parent_id, (1, None))
-                if n_open == 0 and parent_outcome is not None:  # else nothing to settle
-                    self.store.settle(job.parent_id, now)
-            if outcome == JobStatus.FAILED:
-                for ancestor_id in policies.ancestors_to_fail(job):
-                    self.cancel_tree(ancestor_id, failure=policies.failure_message(job))
-            return True
-
-        return self.store.transaction(update, durable=False)
-
-    # -- user actions -----------------------------------------------------------------
-
-    def get_or_404(self, job_id: int) -> Job:
-        """The job, or NotFound."""
-        job = Job.get_or_none(Job.id == job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} not found")
-        return job
-
-    def _subtree(self, job: Job) -> peewee.Expression:
-        return (Job.root_id == job.root_id) & (
-            (Job.id == job.id) | Job.path.startswith(job.descendant_prefix)
-        )
-
-    def cancel_tree(self, job_id: int, failure: str | None = None) -> Job:
-        """Cancel a job and every unfinished descendant; running ones see it via their
-        context and stop, pending ones never start. With `failure` (its descendant
-        failed and its on_child_failure is "fail") the job itself fails with that error."""
-        now = self.store.now()
-        ending_as = JobStatus.FAILED if failure else JobStatus.CANCELLED
-
-        def update() -> Job:
-            job = self.get_or_404(job_id)
-            self.store.lock_chain(job)
-            job = self.get_or_404(job_id)  # as of the lock
-            if job.status not in UNFINISHED:
-                raise Conflict(
-                    f"job {job_id} is {job.status}; only pending or running jobs can be cancelled"
-                )
-            subtree = self._subtree(job)
-            ending = list(
-                Job.select(Job.id, Job.type, Job.status, Job.started_at)
-                .where(subtree, Job.status.in_(UNFINISHED))
-                .tuples()
-            )
-            before: dict[str, int] = {}
-            for _, _, status, _ in ending:
-                before[status] = before.get(status, 0) + 1
-            # a running job is in the histogram with its run time so far; pending: never ran
-            totals.record_finished(
-                self.db,
-                [
-                    (
-                        t,
-                        ending_as if id_ == job_id else JobStatus.CANCELLED,
-                        started if s == JobStatus.RUNNING else None,
-                        now,
-                    )
-                    for id_, t, s, started in ending
-                ],
-            )
-            (
-                Job.update(
-                    status=JobStatus.CANCELLED,
-                    finished_at=now,
-                    updated_at=now,
-                    worker_id=None,
-                    lease_expires_at=None,
-                )
-                .where(subtree, Job.status.in_(UNFINISHED))
-                .execute()
-            )
-            if failure:
-                Job.update(status=JobStatus.FAILED, error=failure).where(Job.id == job_id).execute()
-            self._recount_descendants(job)
-            moved = before.get(JobStatus.PENDING, 0) + before.get(JobStatus.RUNNING, 0)
-            self.store.shift(
-                job.ancestor_ids,
-                {
-                    JobStatus.PENDING: -before.get(JobStatus.PENDING, 0),
-                    JobStatus.RUNNING: -before.get(JobStatus.RUNNING, 0),
-                    JobStatus.CANCELLED: moved - (1 if failure else 0),
-                    JobStatus.FAILED: 1 if failure else 0,
-                },
-            )
-            if failure:
-                message = f"failed: {failure}; {moved - 1} unfinished descendants cancelled"
-                self.store.write_log(job.id, "error", message, now)
-            else:
-                self.store.write_log(job.id, "warning", f"cancelled ({moved} jobs)", now)
-            self.store.settle(job.parent_id, now)
-            return Job.get_by_id(job_id)
-
-        return self.store.transaction(update)
-
-    def _recount_descendants(self, job: Job) -> None:
-        """Recompute the counters of `job` and its descendants from their rows."""
-        prefix = job.descendant_prefix
-        columns = sorted(set(COUNTER_COLUMN.values()))
-        counts: dict[int, dict[str, int]] = {job.id: dict.fromkeys(columns, 0)}
-        query = (
-            Job.select(Job.id, Job.path, Job.status)
-            .where(Job.root_id == job.root_id, Job.path.startswith(prefix))
-            .tuples()
-        )
-        for _, path, status in query.iterator():
-            below = [int(p) for p in path[len(job.path) :].strip("/").split("/") if p]
-            for ancestor in below:
-                counts.setdefault(ancestor, dict.fromkeys(columns, 0))[COUNTER_COLUMN[status]] += 1
-        for node_id, by_column in counts.items():
-            Job.update(**by_column).where(Job.id == node_id).execute()
-
-    def delete_tree(self, job_id: int) -> int:
-        """Delete a finished job, its descendants and their logs; returns jobs deleted."""
-
-        def delete() -> int:
-            job = self.get_or_404(job_id)
-            self.store.lock_chain(job)
-            job = self.get_or_404(job_id)
-            if job.status in UNFINISHED:
-                raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting")
-            subtree = self._subtree(job)
-            by_type = list(
-                Job.select(Job.type, Job.status, peewee.fn.COUNT(Job.id))
-                .where(subtree)
-                .group_by(Job.type, Job.status)
-                .tuples()
-            )
-            by_status: dict[str, int] = {}
-            for _, status, n in by_type:
-                by_status[status] = by_status.get(status, 0) + n
-            self.store.shift(job.ancestor_ids, {s: -n for s, n in by_status.items()})
-            counts.record(self.db, [(t, s, -n) for t, s, n in by_type])
-            ids = Job.select(Job.id).where(subtree)
-            JobLog.delete().where(JobLog.job_id.in_(ids)).execute()
-            if job.parent_id is None:
-                self.store.forget_tree_state(job.id)
-            return Job.delete().where(subtree).execute()
-
-        return self.store.transaction(delete)
-
-    def retry_tree(self, job_id: int, error_group: str | None = None) -> Job:
-        """Run again the failed and cancelled jobs of a tree (never the completed ones);
-        with `error_group`, only the failed jobs of that cause (quaero.triage).
-
-        Each such job goes back to `pending` with its attempts reset. Finished ancestors
-        of a retried job wait for it again: those whose own work was done go back to
-        `running`; those whose own work never finished (cancelled or failed while it
-        ran) run again too, and find the children they had already spawned (spawning is
-        idempotent), so nothing is duplicated.
-        """
-        now = self.store.now()
-        finished = list(FINAL_STATUSES)
-
-        def update() -> list[tuple[int, int]]:
-            job = self.get_or_404(job_id)
-            # the whole tree's counters are recounted: lock from the root
-            self.store.lock([job.root_id, *job.ancestor_ids, job.id])
-            again = Job.status.in_([JobStatus.FAILED, JobStatus.CANCELLED])
-            if error_group is not None:
-                again = (Job.status == JobStatus.FAILED) & (Job.error_group == error_group)
-            retried = list(
-                Job.select(Job.id, Job.priority, Job.path, Job.type, Job.status)
-                .where(self._subtree(job), again)
-                .tuples()
-            )
-            if not retried:
-                raise Conflict(f"job {job_id} has no failed or cancelled jobs to retry")
-            waiting = {int(p) for row in retried for p in row[2].strip("/").split("/") if p}
-            waiting -= {row[0] for row in retried}
-            unfinished_own_work = list(
-                Job.select(Job.id, Job.priority, Job.path, Job.type, Job.status)
-                .where(Job.id.in_(list(waiting)), Job.outcome.is_null(), Job.status.in_(finished))
-                .tuples()
-            )
-            retried += unfinished_own_work
-            waiting -= {row[0] for row in unfinished_own_work}
-            ids = [row[0] for row in retried]
-            reopened = [(t, s) for _, _, _, t, s in retried]
-            reopened += list(
-                Job.select(Job.type, Job.status)
-                .where(Job.id.in_(list(waiting)), Job.status.in_(finished))
-                .tuples()
-            )
-            moves = [(t, s, -1) for t, s in reopened] + [
-                (t, JobStatus.PENDING, 1) for t, _ in reopened
-            ]
-            counts.record(self.db, moves)
-            for start in range(0, len(ids), INSERT_CHUNK):
-                Job.update(
-                    status=JobStatus.PENDING,
-                    outcome=None,
-                    attempts=0,
-                    error=None,
-                    error_group=None,
-                    traceback=None,
-                    finished_at=None,
-                    run_after=None,
-                    worker_id=None,
-                    lease_expires_at=None,
-                    progress=0.0,
-                    updated_at=now,
-                ).where(Job.id.in_(ids[start : start + INSERT_CHUNK])).execute()
-            if waiting:  # own work done: they wait for the retried descendants again
-                Job.update(status=JobStatus.RUNNING, finished_at=None, updated_at=now).where(
-                    Job.id.in_(list(waiting)), Job.status.in_(finished)
-                ).execute()
-            root = Job.get_by_id(job.root_id)
-            self._recount_descendants(root)
-            self.store.write_log(job.id, "info", f"retrying {len(ids)} jobs", now)
-            return [(row[0], row[1]) for row in retried]
-
-        retried = self.store.transaction(update)
-        self.queue.enqueue(retried)
-        return self.get_or_404(job_id)
-
-    def rerun(self, job_id: int, overrides: dict[str, Any] | None = None) -> Job:
-        """A new root with the job's type and payload (top-level keys overridden)."""
-        job = self.get_or_404(job_id)
-        payload = {**job.payload_data, **(overrides or {})}
-        return self.create_root(
-            job.type,
-            payload,
-            name=job.name,
-            priority=job.priority,
-            max_attempts=job.max_attempts,
-            timeout=job.timeout,
-            on_child_failure=job.on_child_failure,
-        )
-
-    def set_paused(self, job_id: int, paused: bool) -> Job:
-        """Hold back (or release) the pending jobs of a job's subtree.
-
-        Paused pending jobs stay in `jobs`, so a paused crawl survives a restart; their
-        queue messages are dropped when taken, and resuming enqueues them again.
-        """
-        now = self.store.now()
-
-        def update() -> list[tuple[int, int, float | None]]:
-            job = self.get_or_404(job_id)
-            self.store.lock_chain(job)
-            if paused and job.status not in UNFINISHED:
-                raise Conflict(f"job {job_id} is {job.status}; only unfinished jobs can be paused")
-            if not paused and not job.paused:
-                raise Conflict(f"job {job_id} is not paused")
-            Job.update(paused=paused, updated_at=now).where(self._subtree(job)).execute()
-            word = "paused" if paused else "resumed"
-            self.store.write_log(job.id, "info", word, now)
-            if paused:
-                return []
-            return list(
-                Job.select(Job.id, Job.priority, Job.run_after)
-                .where(self._subtree(job), Job.status == JobStatus.PENDING)
-                .tuples()
-            )
-
-        released = self.store.transaction(update)
-        # a job not due yet (delayed, or a retry in back-off) is enqueued with its eta
-        self.store.enqueue_or_sweep([(i, p) for i, p, at in released if not at or at <= now])
-        for job_id_, priority, at in released:
-            if at and at > now:
-                self.store.enqueue_or_sweep([(job_id_, priority)], at - now)
-        return self.get_or_404(job_id)
+                if n_open == 0 and parent_outcome is not None:
+                    settle_later.append(job.parent_id)
+                return True
+            changed = self.store.shift(job.ancestor_ids, moves)
+            n_open, parent_outcome = changed.get(job.parent_id, (1, None))
+            if n_open == 0 and parent_outcome is not None:  # else nothing to settle
+                self.store.settle(job.parent_id, now, finished)
+        totals.record_finished(self.db, finished)
+        if outcome == JobStatus.FAILED:
+            for ancestor_id in policies.ancestors_to_fail(job):
+                self.cancel_tree(ancestor_id, failure=policies.failure_message(job))
+        return True
 
 
 def fault_point(name: str) -> None:

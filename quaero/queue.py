@@ -161,6 +161,10 @@ class BulkSqliteStorage(SqliteStorage):
         self._prefetched.extend((data, priority) for _, data, priority in rows[1:])
         return rows[0][1]
 
+    def prefetched(self) -> int:
+        """How many messages this process holds, taken and not yet handed out."""
+        return len(self._prefetched)
+
     def prefetched_items(self) -> list[bytes]:
         """Messages taken from the table but not yet handed to a worker."""
         return [data for data, _ in self._prefetched]
@@ -393,6 +397,11 @@ class JobQueue:
                     if self._outbox.get(job_id) == held[job_id]:
                         del self._outbox[job_id]
             logger.info("queue is back: sent %d held jobs", len(held))
+
+    def has_prefetched(self) -> bool:
+        """True when this process holds queue messages a worker can take at once."""
+        count = getattr(self.huey.storage, "prefetched", None)
+        return count is not None and count() > 0
 
     def held_job_ids(self) -> set[int]:
         """Ids waiting in this process's outbox for the queue to come back."""

@@ -1,10 +1,11 @@
 """The write plumbing of the metadata store, shared by the job manager and recovery.
 
 `Store.transaction` runs every write (retried on lock timeouts and deadlocks, its
-failure remembered for /healthz); `lock` and `lock_chain` take row locks in one global
-order; `shift` moves the descendant counters of ancestors, `settle` finishes ancestors
-whose descendants all finished; `write_log` and `write_logs` append to `job_logs`;
-`enqueue_or_sweep` puts committed jobs on the queue or leaves them to the orphan sweep.
+failure remembered for /healthz); `guard_tree`, `lock` and `lock_chain` order the
+writers of a tree (see `guard_tree`); `shift` moves the descendant counters of
+ancestors, `settle` finishes ancestors whose descendants all finished; `write_log` and
+`write_logs` append to `job_logs`; `enqueue_or_sweep` puts committed jobs on the queue
+or leaves them to the orphan sweep.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import peewee
 
 from quaero import clock, statements, totals
+from quaero import db as db_module
 from quaero.config import Config
 from quaero.db import dialect
 from quaero.models import LOG_LEVELS, TREE_STATE_TABLES, Job, JobLog, JobStatus
@@ -37,6 +39,8 @@ COUNTER_COLUMN = {
     JobStatus.CANCELLED: "n_cancelled",
 }
 MAX_LOG_MESSAGE = 10_000
+#: The first key of the trees' advisory locks (PostgreSQL; see `Store.guard_tree`).
+TREE_GUARD = 7_283_641
 RETRYABLE_DB_ERRORS = (
     "database is locked",
     "deadlock detected",
@@ -90,10 +94,14 @@ class Store:
         """
         for attempt in range(attempts):
             try:
-                with self._write_lock, self.db.atomic():
-                    if not durable and self.is_postgres:
-                        self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
-                    result = fn()
+                if self.is_postgres:  # BEGIN sets it in the same round trip
+                    db_module.asynchronous_commit(not durable)
+                try:
+                    with self._write_lock, self.db.atomic():
+                        result = fn()
+                finally:
+                    if self.is_postgres:  # other atomic blocks of this thread: durable
+                        db_module.asynchronous_commit(False)
                 self.write_error = None
                 return result
             except peewee.OperationalError as exc:
@@ -139,54 +147,125 @@ class Store:
             self.enqueue_failed_at = time.monotonic()
             logger.warning("%d jobs not enqueued (%s); the orphan sweep will", len(jobs), exc)
 
-    def lock(self, ids: Iterable[int]) -> None:
-        """PostgreSQL: row-lock jobs in ascending id order before changing any of them.
+    def guard_tree(self, root_id: int, exclusive: bool) -> None:
+        """PostgreSQL: take a tree's guard for this transaction, shared or exclusive.
 
-        Every transaction locks the chain root → … → job it changes first. Ids grow
-        down a tree, so all transactions take locks in one global order and can never
-        deadlock; the root row serialises the changes of one tree, as SQLite's single
-        writer does. SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
-        """
+        The workers' hot writes (spawn, finish, settle) share it, so the finishes of one
+        tree run side by side: each locks its own row, then its ancestors deepest first
+        (ids grow down a tree, so every hot writer locks in descending id order and none
+        can deadlock), the totals' rows after every jobs row, and the ancestors only for
+        the counter update at its very end, which a finish sends with its COMMIT: the
+        root row is held for no client round trip. A user action on a tree (cancel,
+        retry, delete, pause) takes it exclusive: it waits for the hot writers in
+        flight and keeps new ones out while it reads and rewrites the subtree. SQLite
+        needs nothing: BEGIN IMMEDIATE already serialises writers."""
+        if self.is_postgres:
+            fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+            key = root_id % 2_147_483_647  # an int4; a collision only makes one wait
+            self.db.execute_sql(f"SELECT {fn}({TREE_GUARD}, {self.db.param})", (key,))
+
+    def lock(self, ids: Iterable[int], descending: bool = False) -> None:
+        """PostgreSQL: row-lock jobs in ascending id order before changing any of them
+        (user actions and recovery, under the tree's exclusive guard where they move
+        counters); `descending` for the hot writers (see `guard_tree`). SQLite needs
+        nothing."""
         if self.is_postgres:
             ids = sorted(set(ids))
             if ids:
-                list(Job.select(Job.id).where(Job.id.in_(ids)).order_by(Job.id).for_update())
+                order = Job.id.desc() if descending else Job.id
+                list(Job.select(Job.id).where(Job.id.in_(ids)).order_by(order).for_update())
 
     def lock_chain(self, job: Job) -> None:
-        """Lock a job and its ancestors (PostgreSQL), root first."""
+        """Guard the job's tree exclusively and lock the job and its ancestors
+        (PostgreSQL), root first: what a user action takes before changing a subtree."""
+        self.guard_tree(job.root_id or job.id, exclusive=True)
         self.lock([*job.ancestor_ids, job.id])
 
     def shift(
-        self, ids: Iterable[int], changes: dict[str, int]
+        self,
+        ids: Iterable[int],
+        changes: dict[str, int],
+        commit: bool = False,
+        then: tuple[str, list] | None = None,
     ) -> dict[int, tuple[int, str | None]]:
         """Add `changes` (status → delta) to the descendant counters of jobs `ids`;
-        returns each changed job's new (n_open, outcome)."""
+        returns each changed job's new (n_open, outcome). On PostgreSQL the rows are
+        locked deepest first (descending ids, see `guard_tree`); with `commit` the
+        shift and `then` (a statement with positional parameters: the totals) are the
+        transaction's last statements, sent with its COMMIT in one message, so the
+        ancestors' rows (the root's) are held for no client round trip."""
         ids = list(ids)
         deltas: dict[str, int] = {}
         for status, delta in changes.items():
             column = COUNTER_COLUMN[status]
             deltas[column] = deltas.get(column, 0) + delta
         deltas = {column: delta for column, delta in deltas.items() if delta}
-        if ids and deltas:  # pending <-> running moves no counter
-            p = self.db.param
-            sets = ", ".join(f"{column} = {column} + {p}" for column in deltas)
-            where = ", ".join([p] * len(ids))
-            sql = f"UPDATE jobs SET {sets} WHERE id IN ({where}) RETURNING id, n_open, outcome"
-            rows = self.db.execute_sql(sql, [*deltas.values(), *ids]).fetchall()
-            return {job_id: (n_open, outcome) for job_id, n_open, outcome in rows}
-        return {}
+        if not (ids and deltas):  # pending <-> running moves no counter
+            if then is not None:
+                self.db.execute_sql(*then)
+            return {}
+        p = self.db.param
+        sets = ", ".join(f"{column} = {column} + {p}" for column in deltas)
+        where = ", ".join([p] * len(ids))
+        target = f"id IN ({where})"
+        if self.is_postgres:
+            target = (
+                f"id IN (SELECT id FROM jobs WHERE {target} ORDER BY id DESC FOR NO KEY UPDATE)"
+            )
+        sql = f"UPDATE jobs SET {sets} WHERE {target} RETURNING id, n_open, outcome"
+        params = [*deltas.values(), *ids]
+        if commit and self.is_postgres:
+            if then is not None:
+                sql, params = f"{sql}; {then[0]}", [*params, *then[1]]
+            rows = self.db.execute_and_commit(sql, params)[1]
+        else:
+            rows = self.db.execute_sql(sql, params).fetchall()
+            if then is not None:
+                self.db.execute_sql(*then)
+        return {job_id: (n_open, outcome) for job_id, n_open, outcome in rows}
 
-    def settle(self, job_id: int | None, now: float) -> None:
-        """Finish ancestors whose own work is done and whose descendants all finished."""
+    def settle(
+        self,
+        job_id: int | None,
+        now: float,
+        finished: list[tuple[str, str, float | None, float]] | None = None,
+    ) -> None:
+        """Finish ancestors whose own work is done and whose descendants all finished.
+
+        Their finishes go into the totals, or into `finished` for the caller to record
+        (last in its transaction: the totals' rows are locked after the jobs' rows)."""
+        done: list[tuple[str, str, float | None, float]] = []
         while job_id is not None:
             row = self.db.execute_sql(self._settle_sql, {"now": now, "id": job_id}).fetchone()
             if row is None:
-                return
+                break
             parent_id, path, outcome, type_, started_at = row
-            totals.record_finished(self.db, [(type_, outcome, started_at, now)])
+            done.append((type_, outcome, started_at, now))
             ancestors = [int(part) for part in path.strip("/").split("/") if part]
             self.shift(ancestors, {JobStatus.RUNNING: -1, outcome: 1})
             job_id = parent_id
+        if finished is not None:
+            finished.extend(done)
+        else:
+            totals.record_finished(self.db, done)
+
+    def settle_stranded(self) -> int:
+        """Settle jobs left running with their own work done and no open descendant:
+        a finish on PostgreSQL settles its parent just after its commit, so a process
+        that died in between leaves one (the reaper calls this). Returns how many."""
+        stranded = list(
+            Job.select(Job.id, Job.root_id)
+            .where(Job.status == JobStatus.RUNNING, Job.outcome.is_null(False), Job.n_open == 0)
+            .tuples()
+        )
+        for job_id, root_id in stranded:
+            self.transaction(lambda j=job_id, r=root_id: self.settle_now(j, r), durable=False)
+        return len(stranded)
+
+    def settle_now(self, job_id: int, root_id: int) -> None:
+        """Settle a job and its ancestors if they are due, in the caller's transaction."""
+        self.guard_tree(root_id, exclusive=False)
+        self.settle(job_id, self.now())
 
     def forget_tree_state(self, root_id: int) -> None:
         """Delete what executors keep per tree (the crawler's pages and hosts)."""

@@ -4,13 +4,15 @@ and duration histogram.
 The JobManager adds to them in the same transaction that finishes jobs, so they count
 every finish exactly once, whichever process (or machine) finished it; deleting jobs
 never lowers them. A row per (type, status, histogram bucket, shard): one upsert per
-finish, and a scrape reads a few dozen rows however many jobs were ever run.
+finish, and a scrape reads a few dozen rows however many jobs were ever run. The shard
+is the writing thread's (its system-wide id), so concurrent finishes seldom wait for
+one another's row; rows are upserted in key order, so they never deadlock.
 """
 
 from __future__ import annotations
 
 import bisect
-import os
+import threading
 from collections import Counter
 from collections.abc import Iterable
 
@@ -41,7 +43,18 @@ def record_finished(
     db: peewee.Database, finishes: Iterable[tuple[str, str, float | None, float]]
 ) -> None:
     """Add finished jobs, given as (type, status, started_at or None, finished_at), to
-    the totals; call inside the transaction that finishes them."""
+    the totals; call inside the transaction that finishes them, after its writes to
+    `jobs` (the lock order of quaero.store's writers)."""
+    statement = upsert(db, finishes)
+    if statement is not None:
+        db.execute_sql(*statement)
+
+
+def upsert(
+    db: peewee.Database, finishes: Iterable[tuple[str, str, float | None, float]]
+) -> tuple[str, list] | None:
+    """The statement (SQL, positional parameters) that `record_finished` runs; None
+    when there is nothing to add."""
     jobs: Counter[tuple[str, str, str]] = Counter()
     seconds: Counter[tuple[str, str, str]] = Counter()
     for type_, status, started_at, finished_at in finishes:
@@ -50,12 +63,12 @@ def record_finished(
         jobs[key] += 1
         seconds[key] += ran or 0.0
     if not jobs:
-        return
-    shard = os.getpid() % SHARDS
+        return None
+    shard = threading.get_native_id() % SHARDS
     p = db.param
     values = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p})"] * len(jobs))
-    params = [v for key, n in jobs.items() for v in (*key, shard, n, seconds[key])]
-    db.execute_sql(UPSERT_SQL.format(values=values), params)
+    params = [v for key, n in sorted(jobs.items()) for v in (*key, shard, n, seconds[key])]
+    return UPSERT_SQL.format(values=values), params
 
 
 def read_totals(db: peewee.Database) -> list[tuple[str, str, str, int, float]]:

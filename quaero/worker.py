@@ -2,7 +2,10 @@
 
 `Runner.run(job_id)` is what the Huey task calls: it claims the job (`pending →
 running`, a no-op for duplicates), runs its executor through a JobContext, and records
-the outcome. `WorkerService` starts the consumer with `[queue] num_workers` workers and a
+the outcome. On SQLite, while this process holds prefetched messages, a worker thread
+holds back a success and writes it with its next claim (one commit for both); it
+writes it alone as soon as it finds the queue empty, and before the process stops.
+`WorkerService` starts the consumer with `[queue] num_workers` workers and a
 maintenance thread that renews leases and recovers lost jobs.
 """
 
@@ -20,6 +23,7 @@ from typing import Any, TypeVar
 from huey.consumer import Consumer, ConsumerStopped, Scheduler, Worker
 
 from quaero.executors.base import JobCancelled, JobContext, PermanentError, get_executor
+from quaero.jobs import Completion
 from quaero.recovery import new_worker_id
 from quaero.schedules import Scheduler as RootScheduler
 from quaero.services import Services
@@ -39,6 +43,14 @@ class Runner:
         self.in_flight: set[int] = set()
         self.jobs_done = 0
         self._lock = threading.Lock()
+        #: completions held back per worker thread (by thread id), see `hold_back`
+        self._held: dict[int, Completion] = {}
+        # with one writer at a time (SQLite), a commit saved is the writer's time saved;
+        # the queue must be SQLite's, whose prefetched messages say a claim comes at
+        # once, and the workers threads of this process, which stop() can reach
+        self._may_hold = (
+            not services.store.is_postgres and services.config.queue.worker_type == "thread"
+        )
 
     def executing(self) -> list[int]:
         """Ids of the jobs this process is executing now (the heartbeat renews these)."""
@@ -47,7 +59,15 @@ class Runner:
 
     def run(self, job_id: int) -> None:
         """Claim and execute a job; never lets an exception leave it `running`."""
-        job = self.manager.claim(job_id, self.worker_id)
+        held = self._held.pop(threading.get_ident(), None)
+        try:
+            job = self.manager.claim(job_id, self.worker_id, completing=held)
+        except Exception:
+            if held is not None:  # not written: this thread still holds it
+                self._held[threading.get_ident()] = held
+            raise
+        if held is not None:
+            self._done(held[0].id)
         if job is None:
             logger.debug("job %s not claimable (duplicate, cancelled or not due)", job_id)
             return
@@ -55,10 +75,41 @@ class Runner:
             self.in_flight.add(job_id)
         try:
             self._execute(job)
+        except BaseException:
+            self._done(job_id)
+            raise
+        if not self._is_held(job_id):
+            self._done(job_id)
+
+    def _done(self, job_id: int) -> None:
+        with self._lock:
+            self.in_flight.discard(job_id)
+            self.jobs_done += 1
+
+    def _is_held(self, job_id: int) -> bool:
+        held = self._held.get(threading.get_ident())
+        return held is not None and held[0].id == job_id
+
+    def write_held(self, thread_id: int | None = None) -> None:
+        """Write the completion a worker thread held back (this thread's by default):
+        when it finds the queue empty, and for every thread before the process stops."""
+        held = self._held.pop(threading.get_ident() if thread_id is None else thread_id, None)
+        if held is None:
+            return
+        job, result, report = held
+        try:
+            done = self._persist(
+                job, lambda: self.manager.complete(job, self.worker_id, result, report)
+            )
+            if done is False:
+                logger.info("job %s finished but was no longer held here; result dropped", job.id)
         finally:
-            with self._lock:
-                self.in_flight.discard(job_id)
-                self.jobs_done += 1
+            self._done(job.id)
+
+    def write_all_held(self) -> None:
+        """Write every worker thread's held-back completion (the threads have stopped)."""
+        for thread_id in list(self._held):
+            self.write_held(thread_id)
 
     def _execute(self, job) -> None:
         try:
@@ -94,6 +145,10 @@ class Runner:
         exc = outcome.error
         report = ctx.drain()
         if exc is None:
+            if self._may_hold and self.services.queue.has_prefetched():
+                # the next claim comes at once: it writes this completion too
+                self._held[threading.get_ident()] = (job, outcome.result, report)
+                return
             done = self._persist(
                 job, lambda: self.manager.complete(job, self.worker_id, outcome.result, report)
             )
@@ -207,11 +262,15 @@ class Contact:
 
 
 class WakeableWorker(Worker):
-    """A Huey worker whose idle wait ends early when this process enqueues a job."""
+    """A Huey worker whose idle wait ends early when this process enqueues a job, and
+    which writes what its thread held back (`Runner.write_held`) before it waits."""
 
     wakeup: threading.Condition | None = None
+    on_idle: Callable[[], None] | None = None
 
     def sleep(self) -> None:
+        if self.on_idle is not None:
+            self.on_idle()
         if self.wakeup is None:
             return super().sleep()
         with self.wakeup:
@@ -239,13 +298,21 @@ class QuaeroConsumer(Consumer):
     worker_class = WakeableWorker
     scheduler_class = SubSecondScheduler
 
-    def __init__(self, huey, wakeup: threading.Condition | None = None, **options) -> None:
+    def __init__(
+        self,
+        huey,
+        wakeup: threading.Condition | None = None,
+        on_idle: Callable[[], None] | None = None,
+        **options,
+    ) -> None:
         self._wakeup = wakeup
+        self._on_idle = on_idle
         super().__init__(huey, **options)
 
     def _create_worker(self):
         worker = super()._create_worker()
         worker.wakeup = self._wakeup
+        worker.on_idle = self._on_idle
         return worker
 
     def _set_signal_handlers(self) -> None:
@@ -270,6 +337,7 @@ class WorkerService:
         self.consumer = QuaeroConsumer(
             services.queue.huey,
             wakeup=services.queue.wakeup if q.worker_type == "thread" else None,
+            on_idle=self.runner.write_held if q.worker_type == "thread" else None,
             workers=q.num_workers,
             worker_type=q.worker_type,
             periodic=False,
@@ -380,7 +448,9 @@ class WorkerService:
             return 0
         recovery = self.services.recovery
         recovery.expire_dead_workers_leases(me=self.worker_id, proceed=steady)
-        return recovery.reap_expired_leases(proceed=steady)
+        reaped = recovery.reap_expired_leases(proceed=steady)
+        self.services.store.settle_stranded()
+        return reaped
 
     def _purge(self) -> int:
         days = self.config.jobs.retention_days
@@ -409,6 +479,7 @@ class WorkerService:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        self.runner.write_all_held()
         self.services.queue.return_prefetched()
         recovery = self.services.recovery
         released = recovery.release_worker_jobs(self.worker_id)

@@ -41,6 +41,7 @@ FIGURES = {
     "P6": ["P6.rate_1", "P6.rate_4", "P6.speedup"],
     "P7": ["P7.rq_rate", "P7.ratio"],
     "P8": ["P8.recovery_s"],
+    "P9": ["P9.rate_1", "P9.rate_4", "P9.speedup"],
     "P10": [
         f"P10.{name}"
         for name in (
@@ -150,8 +151,8 @@ def test_smoke_of_crawl_against_wget_reports_every_figure(tmp_path: Path) -> Non
 def test_smoke_of_scale_out_on_redis_and_postgresql_reports_every_figure(tmp_path: Path) -> None:
     require(listening(6379), "Redis on 127.0.0.1:6379")
     require(listening(5432), "PostgreSQL on 127.0.0.1:5432")
-    results = run_smoke(tmp_path, ["P6"])
-    assert_measured(results, ["P6"])
+    results = run_smoke(tmp_path, ["P6", "P9"])
+    assert_measured(results, ["P6", "P9"])
 
 
 def test_smoke_of_failure_triage_on_sqlite_and_postgresql_reports_every_figure(

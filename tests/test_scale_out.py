@@ -98,7 +98,7 @@ def test_one_web_three_workers_crawl_each_page_once(cluster):
             f"jobs per worker {sorted(done.values())}"
         )
         assert len(done) == 3 and all(n > 0 for n in done.values())  # every worker took part
-        for worker in workers:  # locks are taken in one order (JobManager._lock)
+        for worker in workers:  # locks are taken in one order (Store.guard_tree)
             assert "deadlock" not in worker.output()
 
 
