@@ -24,7 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api_reads, crawl, latency, recovery, rq_bench, scaleout, throughput, triage
+from bench import (
+    api_reads,
+    crawl,
+    crawl_heavy,
+    latency,
+    recovery,
+    rq_bench,
+    scaleout,
+    throughput,
+    triage,
+)
 from bench.common import REPO_ROOT, RESULTS_DIR
 from bench.harness import BENCHMARKS, FULL_SIZES, SMOKE_SIZES, SPECS, Context
 
@@ -37,6 +47,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "P6": scaleout.run,
     "P7": rq_bench.run,
     "P8": recovery.run,
+    "P11": crawl_heavy.run,
     "P12": triage.run,
 }
 RUNNER_OF = {"P5": "P1"}
