@@ -21,7 +21,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
@@ -34,6 +34,7 @@ from quaero.store import COUNTER_COLUMN, Store
 logger = logging.getLogger(__name__)
 
 INSERT_CHUNK = 500
+T = TypeVar("T")
 #: What an executor buffered: log lines (level, message, time) and its last progress.
 Report = tuple[list[tuple[str, str, float]], float | None]
 
@@ -159,18 +160,25 @@ class JobManager:
         specs: list[ChildSpec],
         root_limit: int | None = None,
         position: int = 0,
+        prepare: Callable[[], list[ChildSpec]] | None = None,
+        only_new: bool = False,
     ) -> list[int]:
         """Create children of `parent` in one transaction, then enqueue them.
 
         Specs whose `dedup_key` already exists in the tree are skipped (a unique index
         decides, so concurrent spawners and a re-run of the parent agree); with
-        `root_limit` the tree never grows past that many descendants of the root.
+        `only_new`, the tree's known keys are read first in one statement per chunk and
+        their specs dropped before any row is built (cheaper when most are known).
+        With `root_limit` the tree never grows past that many descendants of the root.
         Whatever an executor asks, a job gets at most `[jobs] max_children` children
         (`position`: how many this attempt asked for before) and a tree at most
-        `max_tree_size` jobs; what is cut is logged on the parent. Raises LeaseLost when
-        this attempt of `parent` no longer holds it.
+        `max_tree_size` jobs; what is cut is logged on the parent. `prepare()` runs
+        first in the same transaction, once the attempt is proven to hold `parent`: it
+        may write the executor's own state (fenced like the children) and returns more
+        specs, each with a `dedup_key`; it may run again if the transaction is retried.
+        Raises LeaseLost when this attempt of `parent` no longer holds it.
         """
-        if not specs:
+        if not specs and prepare is None:
             return []
         now = self.store.now()
         path = parent.descendant_prefix
@@ -178,25 +186,18 @@ class JobManager:
         def insert() -> list[tuple[int, int]]:
             # The parent must still be running: a cancel that committed first wins, so
             # no child of a cancelled job is ever created (the chain lock orders them).
-            self.store.lock_chain(parent)
-            row = (
-                Job.select(Job.status, Job.paused, Job.lease_epoch)
-                .where(Job.id == parent.id)
-                .first()
-            )
-            if (
-                row is None
-                or row.status != JobStatus.RUNNING
-                or row.lease_epoch != parent.lease_epoch
-            ):
-                raise LeaseLost(f"job {parent.id}: this attempt no longer holds it")
-            paused = bool(row.paused)
+            paused = self._hold(parent, lock_chain=True)
+            todo = [*specs, *(prepare() if prepare is not None else ())]
+            if only_new:
+                todo = self._unknown(parent.root_id, todo)
+            if not todo:
+                return []
             root = Job.get_or_none(Job.id == parent.root_id)
             total = root.n_open + root.n_completed + root.n_failed + root.n_cancelled if root else 0
             caps = self.config.jobs
             room = min(caps.max_children - position, caps.max_tree_size - 1 - total)
-            if room < len(specs):
-                cut = len(specs) - max(0, room)
+            if room < len(todo):
+                cut = len(todo) - max(0, room)
                 message = (
                     f"{cut} children not created: a job may have {caps.max_children} "
                     f"children and a tree {caps.max_tree_size} jobs ([jobs] max_children, "
@@ -205,7 +206,7 @@ class JobManager:
                 self.store.write_log(parent.id, "warning", message, now)
             if root_limit is not None:
                 room = min(room, root_limit - total)
-            todo = specs[: max(0, room)]
+            todo = todo[: max(0, room)]
             default_attempts = self.config.jobs.max_attempts
             rows = [
                 (  # in statements.CHILD_COLUMNS order
@@ -238,6 +239,51 @@ class JobManager:
         fault_point("before-enqueue")
         self.store.enqueue_or_sweep(created)
         return [job_id for job_id, _ in created]
+
+    def write_if_held(self, job: Job, write: Callable[[], T]) -> T:
+        """Run `write()` in one transaction, only while this attempt holds `job`
+        (running, same lease epoch, checked under the job's row lock in that
+        transaction): an executor's own state (the crawler's `crawl_pages`) is never
+        written by a stale attempt whose job another attempt took over. Raises LeaseLost
+        (nothing written) otherwise."""
+
+        def fenced() -> T:
+            self._hold(job, lock_chain=False)
+            return write()
+
+        return self.store.transaction(fenced, durable=False)
+
+    def _hold(self, job: Job, lock_chain: bool) -> bool:
+        """In a write transaction: lock `job` (and its ancestors with `lock_chain`) and
+        prove this attempt still holds it; returns whether it is paused. LeaseLost if not."""
+        if lock_chain:
+            self.store.lock_chain(job)
+        else:
+            self.store.lock([job.id])
+        row = Job.select(Job.status, Job.paused, Job.lease_epoch).where(Job.id == job.id).first()
+        if row is None or row.status != JobStatus.RUNNING or row.lease_epoch != job.lease_epoch:
+            raise LeaseLost(f"job {job.id}: this attempt no longer holds it")
+        return bool(row.paused)
+
+    def _unknown(self, root_id: int, specs: list[ChildSpec]) -> list[ChildSpec]:
+        """`specs` less those whose dedup_key the tree `root_id` already has (and
+        repeats of a key), in order; read in one statement per chunk of keys."""
+        by_key: dict[str, ChildSpec] = {}
+        for spec in specs:
+            if spec.dedup_key is None:
+                raise ValueError("only_new needs a dedup_key on every child")
+            by_key.setdefault(spec.dedup_key, spec)  # the first one wins, as in the insert
+        keys = list(by_key)
+        known: set[str] = set()
+        p = self.db.param
+        for start in range(0, len(keys), INSERT_CHUNK):
+            chunk = keys[start : start + INSERT_CHUNK]
+            sql = (
+                f"SELECT dedup_key FROM jobs WHERE root_id = {p}"
+                f" AND dedup_key IN ({', '.join([p] * len(chunk))})"
+            )
+            known.update(key for (key,) in self.db.execute_sql(sql, [root_id, *chunk]))
+        return [spec for key, spec in by_key.items() if key not in known]
 
     # -- running --------------------------------------------------------------------
 
