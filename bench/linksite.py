@@ -265,6 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     site: LinkSite
     protocol_version = "HTTP/1.1"
+    # headers and body leave in separate writes: with Nagle's algorithm, a keep-alive
+    # client's delayed ACK would hold each response's last segment back ~40 ms
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt: str, *args: Any) -> None:
         """Keep the harness's output quiet."""

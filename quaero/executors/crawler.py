@@ -224,15 +224,20 @@ class CrawlPageExecutor(Executor):
     def _followable(self, ctx: JobContext, links: list[str], crawl: dict[str, Any]) -> list[str]:
         """The links of a page that the crawl may follow (at most `max_pages`)."""
         max_pages = int(crawl.get("max_pages", ctx.config.crawler.max_pages))
+        start_host = crawl.get("start_host")
+        same_host = bool(crawl.get("same_host", True))
+        include, exclude = crawl.get("include") or (), crawl.get("exclude") or ()
+        links = [link for link in links if len(link) <= MAX_URL_CHARS]  # page_links: distinct
+        if same_host and start_host and not include and not exclude:
+            # the common case, per link a string test: a normalised URL of the start
+            # host begins with one of these (link_allowed's host_key, without parsing)
+            prefixes = tuple(f"{scheme}://{start_host}/" for scheme in ("http", "https"))
+            return [link for link in links if link.startswith(prefixes)][:max_pages]
         allowed_link = partial(
-            link_allowed,
-            start_host=crawl.get("start_host"),
-            same_host=bool(crawl.get("same_host", True)),
-            include=crawl.get("include") or (),
-            exclude=crawl.get("exclude") or (),
-        )
-        allowed = [link for link in links if len(link) <= MAX_URL_CHARS and allowed_link(link)]
-        return list(dict.fromkeys(allowed))[:max_pages]
+            link_allowed, start_host=start_host, same_host=same_host, include=include,
+            exclude=exclude,
+        )  # fmt: skip
+        return [link for link in links if allowed_link(link)][:max_pages]
 
     def _record_and_expand(
         self, ctx: JobContext, url: str, depth: int, links: list[str], crawl: dict[str, Any]
