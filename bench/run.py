@@ -1,4 +1,4 @@
-"""quaero's benchmark harness: runs P1–P8 and P12, prints each figure with its target and
+"""quaero's benchmark harness: runs P1–P8, P11 and P12, prints each figure with its target and
 PASS/FAIL, and writes the results as JSON under bench/results/.
 
     python -m bench.run                   the full run (`make bench`), < 10 min on 2 cores

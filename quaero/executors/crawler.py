@@ -3,10 +3,13 @@
 The root validates the payload, clamps it to the `[crawler]` config and spawns the start
 page. Each page job fetches one URL and spawns a child for every new link it may follow;
 the database de-duplicates pages within a crawl (`dedup_key` = the normalised URL), so no
-crawl-wide state lives in memory. Depth follows wget's `-r -l N`: depth 0 = the start page,
-and a page's depth is its shortest link distance from it, whatever order pages are
-fetched in: a page found again nearer gets the smaller depth and its links are followed
-again from there (crawlstate.py keeps the best depths in the database).
+crawl-wide state lives in memory. A page's crawl state and its children are written in
+one transaction fenced by the job's lease epoch: the tree's known URLs are read once and
+child rows are built for the new ones only (pages of 10,000 links, mostly known).
+Depth follows wget's `-r -l N`: depth 0 = the start page, and a page's depth is its
+shortest link distance from it, whatever order pages are fetched in: a page found again
+nearer gets the smaller depth and its links are followed again from there (crawlstate.py
+keeps the best depths in the database).
 
 Guards: only http/https URLs are fetched; every connection goes through `netguard`, which
 resolves the host once, refuses loopback, private, link-local, multicast, unspecified and
