@@ -363,7 +363,8 @@ def test_cached_link_resolution_equals_normalize_url() -> None:
         "http://[::1]:81/x/y/z.html?q",
     ]
     pieces = ["", "/", "//", "..", ".", "a", "b.html", "?q", "?", ";p", "http:", "HTTP://",
-              "//o.example", "x/../y", "#f", ":", "%2F", "\\", " ", "./", "\t"]  # fmt: skip
+              "//o.example", "x/../y", "#f", ":", "%2F", "\\", " ", "./", "\t",
+              "\x00", "/a.b", "/.w", "/a?x", "é"]  # fmt: skip
     for _ in range(20_000):
         href = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))).strip()
         base = rng.choice(bases)

@@ -224,13 +224,26 @@ def base_scopes(base: str) -> tuple[str, str]:
 def resolve_link(href: str, base: str, root: str, folder: str) -> str | None:
     """`normalize_url(href, base)` for a fragment-free `href`, cached when its result
     depends only on `root` (an absolute path or URL) or `folder` (a relative path)."""
+    if _is_plain_absolute_path(href):
+        return root[:-1] + href  # what urljoin + normalize_url give, without parsing
     if _ROOTED.match(href):
         return _resolve_cached(href, root)
-    if not href or href[0] in "?;" or href.startswith("//") or _ODD.search(href):
+    if not href or href[0] in "?;" or href[0] <= " " or href.startswith("//") or _ODD.search(href):
         return normalize_url(href, base)  # the page itself, its query, "http:x": uncached
     return _resolve_cached(href, folder)
 
 
+def _is_plain_absolute_path(href: str) -> bool:
+    """An absolute path ("/a/b.html?x=1") that resolution leaves as it is: no "//" or dot
+    segment in the path (urljoin would collapse them), no empty "?", no space or control
+    character (urlsplit strips some)."""
+    if href[:1] != "/" or href[1:2] == "/":
+        return False
+    path, mark, query = href.partition("?")
+    return not ("//" in path or "/." in path or (mark and not query) or _UNSAFE.search(href))
+
+
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 # Fixed patterns without nested repetition (linear in the link on `re`, which is several
 # times faster than RE2's wrapper for one short string).
 #: An absolute path, or a URL with a host: resolved the same against any base of a site.
