@@ -77,7 +77,8 @@ test-long: $(DEV_DEPS) system-deps
 test-fast: $(DEV_DEPS)
 	$(PY) -m pytest -q -m "not e2e and not browser and not faults" --hypothesis-profile=fast
 
-# Benchmarks P1-P8, P10 and P12 (bench/README.md): rq from requirements-bench.txt, Debian's wget.
+# Benchmarks P1-P12 (bench/README.md): rq and Scrapy from requirements-bench.txt,
+# Debian's wget.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".
 bench: $(DEV_DEPS) system-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt

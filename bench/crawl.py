@@ -35,9 +35,11 @@ def duplicate_fetches(site) -> int:
         return sum(n - 1 for path, n in site.hits.items() if path != "/robots.txt")
 
 
-def crawl_with_quaero(ctx: Context, site, depth: int, workers: int) -> dict:
+def crawl_with_quaero(
+    ctx: Context, site, depth: int, workers: int, folder_name: str = "p4-quaero"
+) -> dict:
     """One quaero crawl of `site`; the pages it fetched and how fast."""
-    folder = ctx.folder("p4-quaero")
+    folder = ctx.folder(folder_name)
     config = sqlite_config(
         folder,
         num_workers=workers,
@@ -69,12 +71,12 @@ def crawl_with_quaero(ctx: Context, site, depth: int, workers: int) -> dict:
         server.stop()
 
 
-def crawl_with_wget(ctx: Context, site, depth: int) -> dict:
+def crawl_with_wget(ctx: Context, site, depth: int, folder_name: str = "p4-wget") -> dict:
     """One `wget -r -l depth` of `site`; the pages it fetched and how fast."""
     wget = shutil.which("wget")
     if wget is None:
         raise BenchError("wget is not installed (`make bench` installs Debian's wget)")
-    folder = ctx.folder("p4-wget")
+    folder = ctx.folder(folder_name)
     site.reset_hits()
     cmd = [
         wget,

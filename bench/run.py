@@ -1,4 +1,4 @@
-"""quaero's benchmark harness: runs P1–P10 and P12, prints each figure with its target
+"""quaero's benchmark harness: runs P1–P12, prints each figure with its target
 and PASS/FAIL, and writes the results as JSON under bench/results/.
 
     python -m bench.run                   the full run (`make bench`), < 10 min on 2 cores
@@ -27,6 +27,7 @@ from typing import Any
 from bench import (
     api_reads,
     crawl,
+    crawl_heavy,
     latency,
     recovery,
     rq_bench,
@@ -49,6 +50,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "P8": recovery.run,
     "P9": scaleout.run_big_tree,
     "P10": top.run,
+    "P11": crawl_heavy.run,
     "P12": triage.run,
 }
 RUNNER_OF = {"P5": "P1"}

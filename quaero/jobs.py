@@ -22,7 +22,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from quaero import counts, policies, statements, totals, triage
 from quaero.errors import LeaseLost
@@ -34,6 +34,7 @@ from quaero.trees import TreeActions
 logger = logging.getLogger(__name__)
 
 INSERT_CHUNK = 500
+T = TypeVar("T")
 #: What an executor buffered: log lines (level, message, time) and its last progress.
 Report = tuple[list[tuple[str, str, float]], float | None]
 #: A successful attempt whose completion is yet to be written: (job, result, report).
@@ -163,18 +164,23 @@ class JobManager(TreeActions):
         specs: list[ChildSpec],
         root_limit: int | None = None,
         position: int = 0,
+        prepare: Callable[[], list[ChildSpec]] | None = None,
     ) -> list[int]:
         """Create children of `parent` in one transaction, then enqueue them.
 
-        Specs whose `dedup_key` already exists in the tree are skipped (a unique index
-        decides, so concurrent spawners and a re-run of the parent agree); with
-        `root_limit` the tree never grows past that many descendants of the root.
+        Specs whose `dedup_key` already exists in the tree are skipped: the tree's known
+        keys are read first and their specs dropped before any row is built, and a
+        unique index decides among concurrent spawners (a re-run of the parent agrees).
+        With `root_limit` the tree never grows past that many descendants of the root.
         Whatever an executor asks, a job gets at most `[jobs] max_children` children
         (`position`: how many this attempt asked for before) and a tree at most
-        `max_tree_size` jobs; what is cut is logged on the parent. Raises LeaseLost when
-        this attempt of `parent` no longer holds it.
+        `max_tree_size` jobs; what is cut is logged on the parent. `prepare()` runs
+        first in the same transaction, once the attempt is proven to hold `parent`: it
+        may write the executor's own state (fenced like the children) and returns more
+        specs, each with a `dedup_key`; it may run again if the transaction is retried.
+        Raises LeaseLost when this attempt of `parent` no longer holds it.
         """
-        if not specs:
+        if not specs and prepare is None:
             return []
         now = self.store.now()
         path = parent.descendant_prefix
@@ -184,26 +190,16 @@ class JobManager(TreeActions):
             # no child of a cancelled job is ever created (the tree's guard orders them).
             # The parent, then its ancestors deepest first: spawns of one tree serialise
             # on its root row, where the tree's size is read for its cap.
-            self.store.guard_tree(parent.root_id, exclusive=False)
-            self.store.lock([parent.id, *parent.ancestor_ids], descending=True)
-            row = (
-                Job.select(Job.status, Job.paused, Job.lease_epoch)
-                .where(Job.id == parent.id)
-                .first()
-            )
-            if (
-                row is None
-                or row.status != JobStatus.RUNNING
-                or row.lease_epoch != parent.lease_epoch
-            ):
-                raise LeaseLost(f"job {parent.id}: this attempt no longer holds it")
-            paused = bool(row.paused)
+            paused = self._hold(parent, lock_chain=True)
+            todo = [*specs, *(prepare() if prepare is not None else ())]
+            if not todo:
+                return []
             root = Job.get_or_none(Job.id == parent.root_id)
             total = root.n_open + root.n_completed + root.n_failed + root.n_cancelled if root else 0
             caps = self.config.jobs
             room = min(caps.max_children - position, caps.max_tree_size - 1 - total)
-            if room < len(specs):
-                cut = len(specs) - max(0, room)
+            if room < len(todo):
+                cut = len(todo) - max(0, room)
                 message = (
                     f"{cut} children not created: a job may have {caps.max_children} "
                     f"children and a tree {caps.max_tree_size} jobs ([jobs] max_children, "
@@ -212,7 +208,7 @@ class JobManager(TreeActions):
                 self.store.write_log(parent.id, "warning", message, now)
             if root_limit is not None:
                 room = min(room, root_limit - total)
-            todo = self._not_in_tree(parent.root_id, specs[: max(0, room)])
+            todo = self._not_in_tree(parent.root_id, todo[: max(0, room)])
             default_attempts = self.config.jobs.max_attempts
             rows = [
                 (  # in statements.CHILD_COLUMNS order
@@ -250,19 +246,52 @@ class JobManager(TreeActions):
         self.store.enqueue_or_sweep(created)
         return [job_id for job_id, _ in created]
 
+    def write_if_held(self, job: Job, write: Callable[[], T]) -> T:
+        """Run `write()` in one transaction, only while this attempt holds `job`
+        (running, same lease epoch, checked under the job's row lock in that
+        transaction): an executor's own state (the crawler's `crawl_pages`) is never
+        written by a stale attempt whose job another attempt took over. Raises LeaseLost
+        (nothing written) otherwise."""
+
+        def fenced() -> T:
+            self._hold(job, lock_chain=False)
+            return write()
+
+        return self.store.transaction(fenced, durable=False)
+
+    def _hold(self, job: Job, lock_chain: bool) -> bool:
+        """In a write transaction: take the tree's guard (shared) and lock `job` (with
+        `lock_chain`, then its ancestors deepest first), and prove this attempt still
+        holds it; returns whether it is paused. LeaseLost if not."""
+        self.store.guard_tree(job.root_id, exclusive=False)
+        self.store.lock([job.id, *(job.ancestor_ids if lock_chain else ())], descending=True)
+        row = Job.select(Job.status, Job.paused, Job.lease_epoch).where(Job.id == job.id).first()
+        if row is None or row.status != JobStatus.RUNNING or row.lease_epoch != job.lease_epoch:
+            raise LeaseLost(f"job {job.id}: this attempt no longer holds it")
+        return bool(row.paused)
+
     def _not_in_tree(self, root_id: int, specs: list[ChildSpec]) -> list[ChildSpec]:
-        """The specs whose `dedup_key` the tree does not have yet. Read before the
-        insert (which skips them too), so that it never waits on a row a finish is
-        updating: that finish may be waiting for this spawn's ancestors' rows."""
-        keys = list({spec.dedup_key for spec in specs if spec.dedup_key is not None})
-        existing: set[str] = set()
+        """`specs` less those whose `dedup_key` the tree already has and repeats of a key
+        (the first wins, as in the insert), in order; specs without a key are kept. Read
+        before the insert (which skips them too) in one statement per chunk of keys, so
+        that no row is built for a known URL and the insert never waits on a row a
+        finish is updating (that finish may be waiting for this spawn's ancestors)."""
+        keys = list(dict.fromkeys(spec.dedup_key for spec in specs if spec.dedup_key is not None))
+        known: set[str] = set()
         for start in range(0, len(keys), INSERT_CHUNK):
             chunk = keys[start : start + INSERT_CHUNK]
             query = Job.select(Job.dedup_key).where(
                 Job.root_id == root_id, Job.dedup_key.in_(chunk)
             )
-            existing.update(key for (key,) in query.tuples())
-        return [spec for spec in specs if spec.dedup_key not in existing]
+            known.update(key for (key,) in query.tuples())
+        kept = []
+        for spec in specs:
+            if spec.dedup_key is not None:
+                if spec.dedup_key in known:
+                    continue
+                known.add(spec.dedup_key)
+            kept.append(spec)
+        return kept
 
     # -- running --------------------------------------------------------------------
 

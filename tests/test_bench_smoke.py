@@ -5,7 +5,8 @@ These tests prove the harness works, not that quaero meets the targets: each run
 Benchmarks that need something beyond `make test`'s install are skipped with the reason
 when it is missing, except under CI=true, where a missing service or program fails the
 test. P7 (RQ) is not here: rq is installed only for the benchmark (requirements-bench.txt),
-so `make bench-smoke` and `make bench` exercise it.
+so `make bench-smoke` and `make bench` exercise it; P11's smoke test skips without Scrapy
+(also from requirements-bench.txt), even on CI.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ FIGURES = {
             "reaper_ms",
             "reaper_ratio",
         )
+    ],
+    "P11": [
+        "P11.quaero_rate",
+        "P11.scrapy_rate",
+        "P11.scrapy_ratio",
+        "P11.quaero_delay_rate",
+        "P11.wget_delay_rate",
+        "P11.wget_ratio",
+        "P11.same_pages",
     ],
     "P12": [
         f"P12.{store}_{name}"
@@ -146,6 +156,17 @@ def test_smoke_of_crawl_against_wget_reports_every_figure(tmp_path: Path) -> Non
     results = run_smoke(tmp_path, ["P4"])
     assert_measured(results, ["P4"])
     assert results["details"]["P4"]["quaero_matches_graph"]
+
+
+def test_smoke_of_link_heavy_crawl_against_scrapy_and_wget_reports_every_figure(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("scrapy", reason="Scrapy is installed by `make bench` only")
+    require(shutil.which("wget") is not None, "wget (Debian's; `make bench` installs it)")
+    results = run_smoke(tmp_path, ["P11"])
+    assert_measured(results, ["P11"])
+    details = results["details"]["P11"]
+    assert details["page_sets_equal"] and all(details["matches_graph"].values())
 
 
 def test_smoke_of_scale_out_on_redis_and_postgresql_reports_every_figure(tmp_path: Path) -> None:

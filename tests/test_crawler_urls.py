@@ -12,6 +12,8 @@ from quaero.config import CrawlerConfig
 from quaero.executors.base import REGISTRY, PermanentError, public_types
 from quaero.executors.crawler import CrawlPayload, check_address
 from quaero.executors.urls import (
+    base_scopes,
+    cut_fragment,
     host_key,
     is_public_address,
     link_allowed,
@@ -19,6 +21,7 @@ from quaero.executors.urls import (
     page_links,
     parse_content_type,
     parse_html,
+    resolve_link,
 )
 from tests.sites import OFFSITE, START, TestSite, build_graph, link_distances
 
@@ -346,3 +349,25 @@ def test_every_page_link_spelling_resolves_to_the_graph() -> None:
                 site.url(path)
             }
         assert link_distances(site.graph)[START] == 0
+
+
+def test_cached_link_resolution_equals_normalize_url() -> None:
+    """page_links resolves each spelling once and caches it by the base's origin or
+    folder; on every odd link shape that gives exactly what normalize_url gives."""
+    rng = random.Random(17)
+    bases = [
+        "http://h/",
+        "http://h/a/b.html",
+        "http://h:8080/a/b/c?x=1/2",
+        "https://h/a/b;p",
+        "http://[::1]:81/x/y/z.html?q",
+    ]
+    pieces = ["", "/", "//", "..", ".", "a", "b.html", "?q", "?", ";p", "http:", "HTTP://",
+              "//o.example", "x/../y", "#f", ":", "%2F", "\\", " ", "./", "\t",
+              "\x00", "/a.b", "/.w", "/a?x", "é"]  # fmt: skip
+    for _ in range(20_000):
+        href = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))).strip()
+        base = rng.choice(bases)
+        root, folder = base_scopes(base)
+        resolved = resolve_link(cut_fragment(href), base, root, folder)
+        assert resolved == normalize_url(href, base), (href, base)

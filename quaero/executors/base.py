@@ -8,8 +8,9 @@ the attempt (retried per `max_attempts`); raising `PermanentError` fails it for 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,9 +19,14 @@ from quaero.errors import LeaseLost
 from quaero.models import ChildSpec  # re-exported: executors import it from here
 
 if TYPE_CHECKING:
+    import peewee
+
     from quaero.config import Config
     from quaero.jobs import JobManager
     from quaero.models import Job
+
+
+T = TypeVar("T")
 
 
 class PermanentError(Exception):
@@ -165,14 +171,24 @@ class JobContext:
         if time.monotonic() - self._flushed_at >= self.flush_interval:
             self.flush()
 
-    def spawn(self, children: list[ChildSpec], root_limit: int | None = None) -> list[int]:
+    def spawn(
+        self,
+        children: list[ChildSpec],
+        root_limit: int | None = None,
+        *,
+        prepare: Callable[[peewee.Database], list[ChildSpec]] | None = None,
+    ) -> list[int]:
         """Create child jobs in one transaction and enqueue them; returns the new ids.
 
         Children whose `dedup_key` already exists in this tree are skipped; children
         without one are keyed by their position, so re-running this job after a crash
         never duplicates them. With `root_limit`, no more are created than keep the
-        tree's descendants ≤ the limit. Raises JobCancelled when the job was cancelled
-        or this attempt lost its lease.
+        tree's descendants ≤ the limit. `prepare(db)` runs in the same transaction once
+        this attempt is proven to hold the job: it writes the executor's own state and
+        returns more children (each with a `dedup_key`); it may run twice if the
+        transaction is retried. The tree's known keys are read first, so rows are built
+        for new children only. Raises JobCancelled when the job was cancelled or this
+        attempt lost its lease.
         """
         first, keyed = self._spawned, []
         for spec in children:
@@ -182,13 +198,35 @@ class JobContext:
             keyed.append(spec)
         if self._cancelled:
             raise JobCancelled(f"job {self.job.id} was cancelled")
+        db = self.manager.db
         try:
             return self.manager.spawn_children(
-                self.job, keyed, root_limit=root_limit, position=first
+                self.job,
+                keyed,
+                root_limit=root_limit,
+                position=first,
+                prepare=None if prepare is None else lambda: prepare(db),
             )
         except LeaseLost as exc:
             self._cancelled = True
             raise JobCancelled(str(exc)) from None
+
+    def write(self, fn: Callable[[peewee.Database], T]) -> T:
+        """Run `fn(db)` in one transaction, only while this attempt holds the job: the
+        executor's own tables are never written by a stale attempt (a worker whose lease
+        another one took over). Raises JobCancelled, with nothing written, otherwise."""
+        if self._cancelled:
+            raise JobCancelled(f"job {self.job.id} was cancelled")
+        db = self.manager.db
+        try:
+            return self.manager.write_if_held(self.job, lambda: fn(db))
+        except LeaseLost as exc:
+            self._cancelled = True
+            raise JobCancelled(str(exc)) from None
+
+    def now(self) -> float:
+        """The store's clock (epoch seconds), which every worker process shares."""
+        return self.manager.store.now()
 
     def cancelled(self) -> bool:
         """True once the job (or an ancestor) was cancelled, or this attempt lost its

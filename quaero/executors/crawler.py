@@ -3,10 +3,13 @@
 The root validates the payload, clamps it to the `[crawler]` config and spawns the start
 page. Each page job fetches one URL and spawns a child for every new link it may follow;
 the database de-duplicates pages within a crawl (`dedup_key` = the normalised URL), so no
-crawl-wide state lives in memory. Depth follows wget's `-r -l N`: depth 0 = the start page,
-and a page's depth is its shortest link distance from it, whatever order pages are
-fetched in: a page found again nearer gets the smaller depth and its links are followed
-again from there (crawlstate.py keeps the best depths in the database).
+crawl-wide state lives in memory. A page's crawl state and its children are written in
+one transaction fenced by the job's lease epoch: the tree's known URLs are read once and
+child rows are built for the new ones only (pages of 10,000 links, mostly known).
+Depth follows wget's `-r -l N`: depth 0 = the start page, and a page's depth is its
+shortest link distance from it, whatever order pages are fetched in: a page found again
+nearer gets the smaller depth and its links are followed again from there (crawlstate.py
+keeps the best depths in the database).
 
 Guards: only http/https URLs are fetched; every connection goes through `netguard`, which
 resolves the host once, refuses loopback, private, link-local, multicast, unspecified and
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, Literal
 
+import peewee
 import requests
 from protego import Protego
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -202,9 +206,7 @@ class CrawlPageExecutor(Executor):
         if page.content_type in HTML_TYPES:
             title, links = page_links(page.body, page.charset, page.url)
         followable = self._followable(ctx, links, crawl)
-        db, transaction = ctx.manager.db, partial(ctx.manager.store.transaction, durable=False)
-        depth = crawlstate.record_fetched(db, transaction, ctx.job.root_id, url, depth, followable)
-        new_ids = self._expand(ctx, followable, depth, crawl)
+        depth, new_ids = self._record_and_expand(ctx, url, depth, followable, crawl)
         ctx.info(
             f"GET {url} -> {page.status_code} {page.content_type or '-'}, {len(page.body)} "
             f"bytes, {len(links)} links ({len(new_ids)} new)"
@@ -225,50 +227,69 @@ class CrawlPageExecutor(Executor):
     def _followable(self, ctx: JobContext, links: list[str], crawl: dict[str, Any]) -> list[str]:
         """The links of a page that the crawl may follow (at most `max_pages`)."""
         max_pages = int(crawl.get("max_pages", ctx.config.crawler.max_pages))
+        start_host = crawl.get("start_host")
+        same_host = bool(crawl.get("same_host", True))
+        include, exclude = crawl.get("include") or (), crawl.get("exclude") or ()
+        links = [link for link in links if len(link) <= MAX_URL_CHARS]  # page_links: distinct
+        if same_host and start_host and not include and not exclude:
+            # the common case, per link a string test: a normalised URL of the start
+            # host begins with one of these (link_allowed's host_key, without parsing)
+            prefixes = tuple(f"{scheme}://{start_host}/" for scheme in ("http", "https"))
+            return [link for link in links if link.startswith(prefixes)][:max_pages]
         allowed_link = partial(
-            link_allowed,
-            start_host=crawl.get("start_host"),
-            same_host=bool(crawl.get("same_host", True)),
-            include=crawl.get("include") or (),
-            exclude=crawl.get("exclude") or (),
-        )
-        allowed = [link for link in links if len(link) <= MAX_URL_CHARS and allowed_link(link)]
-        return list(dict.fromkeys(allowed))[:max_pages]
+            link_allowed, start_host=start_host, same_host=same_host, include=include,
+            exclude=exclude,
+        )  # fmt: skip
+        return [link for link in links if allowed_link(link)][:max_pages]
 
-    def _expand(
-        self, ctx: JobContext, links: list[str], depth: int, crawl: dict[str, Any]
-    ) -> list[int]:
-        """Spawn a child for each link of a page at `depth`, if the crawl goes deeper;
-        pages already fetched that these links bring nearer are followed again from
-        their stored links (children of this job). Returns the ids of the new jobs."""
+    def _record_and_expand(
+        self, ctx: JobContext, url: str, depth: int, links: list[str], crawl: dict[str, Any]
+    ) -> tuple[int, list[int]]:
+        """Store the page's followable links and spawn a child for each new one, in one
+        transaction fenced by the job's lease (a stale attempt writes nothing): the
+        page's best known depth comes back from the database, and pages already
+        fetched that these links bring nearer are followed again from their stored
+        links (children of this job). Returns the page's depth and the new jobs' ids."""
         max_pages = int(crawl.get("max_pages", ctx.config.crawler.max_pages))
         max_depth = int(crawl.get("max_depth", 0))
-        db, transaction = ctx.manager.db, partial(ctx.manager.store.transaction, durable=False)
-        new_ids: list[int] = []
-        frontier = [(links, depth)]
-        followed: set[tuple[str, int]] = set()  # re-expansions of this attempt
-        while frontier:
-            links, depth = frontier.pop()
-            if depth >= max_depth or not links:
-                continue
-            ctx.raise_if_cancelled()
-            nearer = crawlstate.found_at(
-                db, transaction, ctx.job.root_id, links, depth + 1, finder=ctx.job.id
-            )
-            children = [
-                ChildSpec(
-                    "crawl_page", {"url": link, "depth": depth + 1, "crawl": crawl}, link, link
-                )
-                for link in links
-            ]
-            new_ids += ctx.spawn(children, root_limit=max_pages)
-            for url, best, stored in nearer:
-                if (url, best) in followed:  # a claim of ours this attempt already followed
+        root_id, finder = ctx.job.root_id, ctx.job.id
+        outcome: dict[str, Any] = {}
+
+        def prepare(db: peewee.Database) -> list[ChildSpec]:
+            # may run again if the transaction is retried: it starts from scratch
+            best = crawlstate.record_fetched(db, _inside, root_id, url, depth, links)
+            children: dict[str, int] = {}  # link -> the smallest depth found this attempt
+            again: list[tuple[str, int]] = []
+            frontier = [(links, best)]
+            while frontier:
+                found, at = frontier.pop()
+                if at >= max_depth or not found:
                     continue
-                followed.add((url, best))
-                ctx.info(f"{url} found again at depth {best}: following its links from there")
-                frontier.append((stored, best))
-        return new_ids
+                nearer = crawlstate.found_at(db, _inside, root_id, found, at + 1, finder=finder)
+                for link in found:
+                    if children.get(link, at + 2) > at + 1:
+                        children[link] = at + 1
+                for page_url, nearer_depth, stored in nearer:
+                    if (page_url, nearer_depth) not in again:  # claims of ours followed once
+                        again.append((page_url, nearer_depth))
+                        frontier.append((stored, nearer_depth))
+            outcome.update(depth=best, again=again)
+            return [
+                ChildSpec("crawl_page", {"url": link, "depth": at, "crawl": crawl}, link, link)
+                for link, at in children.items()
+            ]
+
+        new_ids = ctx.spawn([], root_limit=max_pages, prepare=prepare)
+        for page_url, nearer_depth in outcome["again"]:
+            ctx.info(
+                f"{page_url} found again at depth {nearer_depth}: following its links from there"
+            )
+        return int(outcome["depth"]), new_ids
+
+
+def _inside(write: Callable[[], Any]) -> Any:
+    """crawlstate's `transaction` argument for writes inside the context's transaction."""
+    return write()
 
 
 def page_result(url: str, depth: int, **fields: Any) -> dict[str, Any]:
@@ -482,13 +503,14 @@ def _read_robots(site: str, limits: CrawlerConfig, deadline: Deadline) -> Proteg
 
 def wait_for_host(host: str, delay: float, ctx: JobContext) -> None:
     """Sleep until this page's request slot for `host`: at least `delay` seconds after
-    the previous request to it by any worker of this crawl (slots taken in the database)."""
+    the previous request to it by any worker of this crawl (slots taken in the database,
+    by this attempt only while it holds its job)."""
     if delay <= 0:
         return
-    manager = ctx.manager
-    transaction = partial(manager.store.transaction, durable=False)
-    now = manager.store.now
-    slot = crawlstate.take_host_slot(manager.db, transaction, ctx.job.root_id, host, delay, now())
-    while (remaining := slot - now()) > 0:
+    root_id = ctx.job.root_id
+    slot = ctx.write(
+        lambda db: crawlstate.take_host_slot(db, _inside, root_id, host, delay, ctx.now())
+    )
+    while (remaining := slot - ctx.now()) > 0:
         ctx.raise_if_cancelled()
         time.sleep(min(remaining, 0.25))

@@ -11,6 +11,10 @@ the depth it reads back, and a finder that lowers the depth of an already-fetche
 claims (`expanded > depth`) and follows its stored links again, once per improvement.
 The page itself is never fetched again: its job is de-duplicated by URL in `jobs`.
 
+Fencing: these functions run inside a transaction the caller opens through its job's
+context (`JobContext.spawn(prepare=…)`, `JobContext.write`), which first proves that the
+attempt still holds the job; their `transaction` argument then just calls the write.
+
 Politeness: `crawl_hosts` holds, per crawl and host, the last request slot taken; one
 upsert takes the next slot `delay` seconds later, so concurrent workers queue up.
 """

@@ -8,6 +8,7 @@ backtracking, so `(a+)+$` cannot freeze a process), HTML on libxml2's HTML5 toke
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
@@ -47,6 +48,10 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
 
 def host_key(url: str) -> str:
     """The host of a normalised URL with its port if not the default ("example.com:8080")."""
+    scheme, sep, rest = url.partition("://")
+    netloc = rest.partition("/")[0]
+    if sep and scheme in SCHEMES and not any(c in netloc for c in "?#\\"):
+        return netloc  # a normalised URL's path starts with "/": no need to parse it all
     return urlsplit(url).netloc
 
 
@@ -181,15 +186,76 @@ def parse_html(text: str) -> ParsedHtml:
 
 
 def page_links(body: bytes, charset: str | None, url: str) -> tuple[str | None, list[str]]:
-    """The title and the distinct normalised http(s) links of an HTML page, in order."""
+    """The title and the distinct normalised http(s) links of an HTML page, in order.
+
+    Links repeat: an index page holds 10,000 links to a few hundred pages (one per
+    #anchor), and the pages of one folder share most of theirs. So fragments are cut
+    first, each distinct spelling of a page is resolved once, and resolutions are
+    cached per process by what they depend on: the base's origin for a link that
+    starts with "/" or a scheme, the base's folder for a relative one.
+    """
     try:
         text = body.decode(charset or "utf-8", errors="replace")
     except LookupError:  # an unknown charset name
         text = body.decode("utf-8", errors="replace")
     parsed = parse_html(text)
-    base = normalize_url(parsed.base, url) if parsed.base else None
-    links = (normalize_url(href, base or url) for href in parsed.links)
+    base = (normalize_url(parsed.base, url) if parsed.base else None) or url
+    spellings = dict.fromkeys(cut_fragment(href) for href in parsed.links)
+    root, folder = base_scopes(base)
+    links = (resolve_link(href, base, root, folder) for href in spellings)
     return parsed.title, list(dict.fromkeys(link for link in links if link is not None))
+
+
+def cut_fragment(href: str) -> str:
+    """`href` without its #fragment (kept whole if a space precedes the "#": urlsplit
+    keeps such a space in the path, so cutting there would change the URL)."""
+    cut = href.partition("#")[0]
+    return cut if not cut or not cut[-1].isspace() else href
+
+
+def base_scopes(base: str) -> tuple[str, str]:
+    """The origin's root ("http://h/") and the folder ("http://h/a/") of a normalised
+    base URL: all that the resolution of a link with a path depends on (RFC 3986 5.2)."""
+    without_query = base.partition("?")[0]
+    root = origin(base) + "/"
+    return root, without_query[: without_query.rfind("/") + 1] or root
+
+
+def resolve_link(href: str, base: str, root: str, folder: str) -> str | None:
+    """`normalize_url(href, base)` for a fragment-free `href`, cached when its result
+    depends only on `root` (an absolute path or URL) or `folder` (a relative path)."""
+    if _is_plain_absolute_path(href):
+        return root[:-1] + href  # what urljoin + normalize_url give, without parsing
+    if _ROOTED.match(href):
+        return _resolve_cached(href, root)
+    if not href or href[0] in "?;" or href[0] <= " " or href.startswith("//") or _ODD.search(href):
+        return normalize_url(href, base)  # the page itself, its query, "http:x": uncached
+    return _resolve_cached(href, folder)
+
+
+def _is_plain_absolute_path(href: str) -> bool:
+    """An absolute path ("/a/b.html?x=1") that resolution leaves as it is: no "//" or dot
+    segment in the path (urljoin would collapse them), no empty "?", no space or control
+    character (urlsplit strips some)."""
+    if href[:1] != "/" or href[1:2] == "/":
+        return False
+    path, mark, query = href.partition("?")
+    return not ("//" in path or "/." in path or (mark and not query) or _UNSAFE.search(href))
+
+
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+# Fixed patterns without nested repetition (linear in the link on `re`, which is several
+# times faster than RE2's wrapper for one short string).
+#: An absolute path, or a URL with a host: resolved the same against any base of a site.
+_ROOTED = re.compile(r"^(?:/(?:[^/\t\r\n]|$)|(?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#\s])")
+#: A scheme without a host ("http:x"), or characters urlsplit drops: resolved uncached.
+_ODD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|[\t\r\n]")
+RESOLVE_CACHE_SIZE = 32_768
+
+
+@lru_cache(maxsize=RESOLVE_CACHE_SIZE)
+def _resolve_cached(href: str, scope: str) -> str | None:
+    return normalize_url(href, scope)
 
 
 def parse_content_type(header: str | None) -> tuple[str, str | None]:
