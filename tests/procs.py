@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -93,6 +94,7 @@ class RunPy:
             stderr=subprocess.STDOUT,
             env=self.env,
             cwd=ROOT,
+            start_new_session=True,  # its own process group: stop() kills forked workers too
         )
         return self
 
@@ -120,9 +122,11 @@ class RunPy:
         return Path(self.log.name).read_text()
 
     def stop(self) -> None:
-        """Kill if still running and remove the log."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        """Kill it and what it forked (`worker_type = "process"` workers outlive a killed
+        parent), then remove the log."""
+        if self.proc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
