@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import peewee
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from quaero import queries
@@ -31,6 +32,7 @@ GROUP_ACTIONS = ("retry",)  # failed jobs are final: retrying them is all that a
 MAX_IDS = 1000
 MAX_TEXT_CHARS = 200  # a filter's type, q or error_group
 FILTER_KEYS = ("status", "type", "q", "has_failures", "ids", "root_id", "error_group")
+TEXT_KEYS = ("type", "q", "error_group")
 
 JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
@@ -51,8 +53,7 @@ class BulkRequestFilter(BaseModel):
     error_group: Text = None  # type: ignore[assignment]
 
 
-# The OpenAPI document's schema of the body, with the limits `parse` checks (it words
-# each problem itself, as the API always has).
+# The body's model: `parse` validates with it and the OpenAPI document shows it.
 class BulkRequest(BaseModel):
     """The body of `POST /api/jobs/bulk`."""
 
@@ -61,6 +62,18 @@ class BulkRequest(BaseModel):
     dry_run: bool = Field(
         False, description="only count what the action would touch (the page asks first)"
     )
+
+
+#: How `parse` words a problem with each field of `BulkRequest`.
+MESSAGES = {
+    "action": f"one of {', '.join(ACTIONS)}",
+    "dry_run": "true or false",
+    **{f"filter.{key}": f"a string of 1 to {MAX_TEXT_CHARS} characters" for key in TEXT_KEYS},
+    "filter.status": f"one of {', '.join(STATUSES)}",
+    "filter.has_failures": "true or false",
+    "filter.root_id": "a job id",
+    "filter.ids": f"a list of at most {MAX_IDS} job ids",
+}
 
 
 @dataclass(frozen=True)
@@ -83,59 +96,41 @@ class BulkFilter:
         return data
 
 
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
-
-
 def parse(body: dict[str, Any]) -> tuple[str, BulkFilter, bool]:
-    """(action, filter, dry_run) from a request body, or ValidationFailed naming fields."""
-    errors: dict[str, str] = {}
-    action = body.get("action")
-    if action not in ACTIONS:
-        errors["action"] = f"one of {', '.join(ACTIONS)}"
+    """(action, filter, dry_run) from a request body, or ValidationFailed naming fields.
+
+    The body is checked by `BulkRequest`, the model the OpenAPI document shows, so each
+    limit lives there; each problem is worded as the API always has (`MESSAGES`). A
+    filter's null values count as absent. The rules across keys follow."""
     raw = body.get("filter")
     if not isinstance(raw, dict) or not raw:
+        errors = {} if body.get("action") in ACTIONS else {"action": MESSAGES["action"]}
         raise ValidationFailed(
             "filter must be a non-empty object", {**errors, "filter": "a non-empty object"}
         )
-    for key in sorted(set(raw) - set(FILTER_KEYS)):
-        errors[f"filter.{key}"] = f"unknown filter (known: {', '.join(FILTER_KEYS)})"
-    values: dict[str, Any] = {}
-    for key in ("type", "q", "error_group"):
-        value = raw.get(key)
-        if value is not None and (
-            not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT_CHARS
-        ):
-            errors[f"filter.{key}"] = f"a string of 1 to {MAX_TEXT_CHARS} characters"
-        elif value is not None:
-            values[key] = value
-    if raw.get("status") is not None:
-        if raw["status"] not in STATUSES:
-            errors["filter.status"] = f"one of {', '.join(STATUSES)}"
-        values["status"] = raw["status"]
-    if raw.get("has_failures") is not None:
-        if not isinstance(raw["has_failures"], bool):
-            errors["filter.has_failures"] = "true or false"
-        values["has_failures"] = raw["has_failures"]
-    if raw.get("root_id") is not None:
-        if not _is_id(raw["root_id"]):
-            errors["filter.root_id"] = "a job id"
-        values["root_id"] = raw["root_id"]
-    if raw.get("ids") is not None:
-        ids = raw["ids"]
-        if not isinstance(ids, list) or not all(_is_id(i) for i in ids) or len(ids) > MAX_IDS:
-            errors["filter.ids"] = f"a list of at most {MAX_IDS} job ids"
-        else:
-            values["ids"] = tuple(ids)
-    if "error_group" in values and action in ACTIONS and action not in GROUP_ACTIONS:
+    given = {**body, "filter": {k: v for k, v in raw.items() if v is not None}}
+    try:
+        request = BulkRequest.model_validate(given, strict=True)
+    except pydantic.ValidationError as exc:
+        problems: dict[str, str] = {}
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"][:2])
+            if error["type"] == "extra_forbidden":
+                problems[field] = f"unknown filter (known: {', '.join(FILTER_KEYS)})"
+            else:
+                problems[field] = MESSAGES.get(field, error["msg"])
+        raise ValidationFailed("invalid bulk action: " + "; ".join(problems), problems) from None
+    action, dry_run = request.action, request.dry_run
+    values = request.filter.model_dump(exclude_none=True)
+    if "ids" in values:
+        values["ids"] = tuple(values["ids"])
+    errors: dict[str, str] = {}
+    if "error_group" in values and action not in GROUP_ACTIONS:
         errors["filter.error_group"] = "an error group's jobs have failed: only retry applies"
     tree_or_group = "root_id" in values or "error_group" in values
     roots_filters = sorted(k for k in ("status", "type", "q", "has_failures", "ids") if k in values)
     if tree_or_group and roots_filters:
         errors["filter"] = f"root_id/error_group do not combine with {', '.join(roots_filters)}"
-    dry_run = body.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        errors["dry_run"] = "true or false"
     if errors:
         raise ValidationFailed("invalid bulk action: " + "; ".join(errors), errors)
     return action, BulkFilter(**values), dry_run

@@ -95,3 +95,33 @@ def test_real_answers_fit_the_answer_models(client, services):
         "/api/jobs/bulk", json={"action": "cancel", "filter": {"ids": [root.id]}, "dry_run": True}
     )
     schemas.BulkResult.model_validate(dry.get_json())
+
+
+def test_the_bulk_body_is_checked_by_the_documented_model():
+    """`bulk.parse` validates with `BulkRequest`, the model the document shows: a body
+    the model refuses is refused, naming the field, with the API's own wording."""
+    cases = {
+        "filter.ids": {"ids": list(range(1, bulk.MAX_IDS + 2))},
+        "filter.q": {"q": "x" * (bulk.MAX_TEXT_CHARS + 1)},
+        "filter.has_failures": {"has_failures": 1},
+        "filter.colour": {"colour": "red"},
+    }
+    for field, filter_ in cases.items():
+        with pytest.raises(ValidationFailed) as caught:
+            bulk.parse({"action": "retry", "filter": filter_})
+        assert field in caught.value.fields, (field, caught.value.fields)
+    assert bulk.parse({"action": "cancel", "filter": {"type": None, "q": "a"}})[1].q == "a"
+
+
+def test_a_limit_changed_in_the_bulk_model_changes_what_parse_refuses(monkeypatch):
+    class NarrowerFilter(bulk.BulkRequestFilter):
+        ids: list[int] = Field(None, max_length=2)
+
+    class Narrower(bulk.BulkRequest):
+        filter: NarrowerFilter
+
+    bulk.parse({"action": "cancel", "filter": {"ids": [1, 2, 3]}})
+    monkeypatch.setattr(bulk, "BulkRequest", Narrower)
+    with pytest.raises(ValidationFailed) as caught:
+        bulk.parse({"action": "cancel", "filter": {"ids": [1, 2, 3]}})
+    assert "filter.ids" in caught.value.fields
