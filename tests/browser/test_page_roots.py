@@ -122,6 +122,8 @@ def test_filters_search_and_paging_live_in_the_url(page, live_server, manager):
     page.locator("#filters input[name=q]").fill(str(roots["beta"][1]))  # an id
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("beta 1")
+    # the search's history entry is pushed after its answer shows: wait for it
+    expect(page).to_have_url(re.compile(rf"[?&]q={roots['beta'][1]}(&|$)"))
 
     page.go_back()  # Back undoes the last filter
     expect(rows).to_have_count(3)
