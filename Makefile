@@ -8,6 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # each with its own stamp: `make run` never installs pytest, Playwright or schemathesis.
 RUN_DEPS := $(VENV)/.deps-run
 DEV_DEPS := $(VENV)/.deps-dev
+BENCH_DEPS := $(VENV)/.deps-bench
 
 .PHONY: run demo test test-long test-fast lint format migrate system-deps axe clean bench bench-smoke screenshots
 
@@ -21,6 +22,12 @@ $(RUN_DEPS): requirements.txt | $(VENV)/bin/python
 
 $(DEV_DEPS): requirements-dev.txt $(RUN_DEPS)
 	$(PIP) -r requirements-dev.txt
+	touch $@
+
+# What only the benchmarks and their smoke tests need (rq, Scrapy): `make bench` and
+# `make test-long` install it, `make test` and `make run` never do.
+$(BENCH_DEPS): requirements-bench.txt $(DEV_DEPS)
+	$(PIP) -r requirements-bench.txt
 	touch $@
 
 run: $(RUN_DEPS)
@@ -69,7 +76,7 @@ format: $(DEV_DEPS)
 test: $(DEV_DEPS) system-deps axe lint
 	$(PY) -m pytest -m "not faults and not long"
 
-test-long: $(DEV_DEPS) system-deps
+test-long: $(DEV_DEPS) $(BENCH_DEPS) system-deps
 	$(PY) -m pytest -m "faults or long"
 
 # The edit-test loop (under a minute): no end-to-end, browser or fault tests, and
@@ -80,12 +87,10 @@ test-fast: $(DEV_DEPS)
 # Benchmarks P1-P12 (bench/README.md): rq and Scrapy from requirements-bench.txt,
 # Debian's wget.
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only P1,P3".
-bench: $(DEV_DEPS) system-deps
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+bench: $(BENCH_DEPS) system-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-bench-smoke: $(DEV_DEPS) system-deps
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+bench-smoke: $(BENCH_DEPS) system-deps
 	$(PY) -m bench.run --smoke $(BENCH_ARGS)
 
 clean:

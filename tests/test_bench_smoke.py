@@ -5,12 +5,14 @@ These tests prove the harness works, not that quaero meets the targets: each run
 Benchmarks that need something beyond `make test`'s install are skipped with the reason
 when it is missing, except under CI=true, where a missing service or program fails the
 test. P7 (RQ) is not here: rq is installed only for the benchmark (requirements-bench.txt),
-so `make bench-smoke` and `make bench` exercise it; P11's smoke test skips without Scrapy
-(also from requirements-bench.txt), even on CI.
+so `make bench-smoke` and `make bench` exercise it; P11's smoke test needs Scrapy (also
+from requirements-bench.txt, which `make test-long` installs): without it, it skips, and
+fails under CI=true.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -161,7 +163,10 @@ def test_smoke_of_crawl_against_wget_reports_every_figure(tmp_path: Path) -> Non
 def test_smoke_of_link_heavy_crawl_against_scrapy_and_wget_reports_every_figure(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("scrapy", reason="Scrapy is installed by `make bench` only")
+    require(
+        importlib.util.find_spec("scrapy") is not None,
+        "Scrapy (requirements-bench.txt; `make test-long` and `make bench` install it)",
+    )
     require(shutil.which("wget") is not None, "wget (Debian's; `make bench` installs it)")
     results = run_smoke(tmp_path, ["P11"])
     assert_measured(results, ["P11"])
