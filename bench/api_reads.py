@@ -43,8 +43,11 @@ def seeded_database(ctx: Context, sizes: SeedSizes) -> Path:
             return path
         for old in CACHE_DIR.glob("p3-*.db*"):  # other sizes or an older schema
             old.unlink()
-    else:
-        path = ctx.folder("p3-db") / name
+    else:  # seeded once per run: P3 and P10 read the same database
+        path = ctx.scratch / "p3-db" / name
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
     print(f"  seeding {sizes.jobs:,} jobs and {sizes.logs:,} log rows", flush=True)
     building = path.with_name(path.name + ".tmp")
     for leftover in path.parent.glob(building.name + "*"):
