@@ -58,6 +58,18 @@ def seeded_database(ctx: Context, sizes: SeedSizes) -> Path:
     return path
 
 
+def web_on(ctx: Context, name: str, db_path: Path) -> Quaero:
+    """A `run.py web` (not started) serving the seeded database, from folder `name`."""
+    config = write_config(
+        ctx.folder(name),
+        server={"port": free_port()},
+        queue={"path": "queue.db"},
+        database={"url": f"sqlite:///{db_path}"},
+        jobs={"demo_types": True},
+    )
+    return Quaero(ctx.procs, "web", config)
+
+
 def endpoints(sizes: SeedSizes, rng: random.Random) -> dict[str, Callable[[int], str]]:
     """Each endpoint's URL for the i-th request: a few offsets and filters in turn."""
     roots = [r * (sizes.children_per_root + 1) + 1 for r in range(sizes.roots)]
@@ -96,15 +108,7 @@ def run(ctx: Context) -> None:
     s = ctx.sizes
     sizes = SeedSizes(s["p3_roots"], s["p3_children_per_root"], s["p3_logs"], s["p3_heavy_logs"])
     db_path = seeded_database(ctx, sizes)
-    folder = ctx.folder("p3")
-    config = write_config(
-        folder,
-        server={"port": free_port()},
-        queue={"path": "queue.db"},
-        database={"url": f"sqlite:///{db_path}"},
-        jobs={"demo_types": True},
-    )
-    server = Quaero(ctx.procs, "web", config)
+    server = web_on(ctx, "p3", db_path)
     try:
         base = server.wait_ready()
         session = requests.Session()

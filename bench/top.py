@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-from bench.api_reads import WARMUP, seeded_database
-from bench.common import BenchError, Quaero, free_port, percentile, write_config
+from bench.api_reads import WARMUP, seeded_database, web_on
+from bench.common import BenchError, percentile, write_config
 from bench.harness import Context
 from bench.seed import SeedSizes
 
@@ -36,15 +36,7 @@ QUEUE_CHUNK = 50_000  # messages per enqueue transaction while filling the queue
 def time_reads(ctx: Context, db_path: Path) -> None:
     """The p50/p95 of the three endpoints on the seeded database."""
     s = ctx.sizes
-    folder = ctx.folder("p10")
-    config = write_config(
-        folder,
-        server={"port": free_port()},
-        queue={"path": "queue.db"},
-        database={"url": f"sqlite:///{db_path}"},
-        jobs={"demo_types": True},
-    )
-    server = Quaero(ctx.procs, "web", config)
+    server = web_on(ctx, "p10", db_path)
     try:
         base = server.wait_ready()
         session = requests.Session()
