@@ -193,6 +193,9 @@ class BulkRedisStorage(PriorityRedisStorage):
     waits quietly while Redis is away (Huey's worker would log a traceback per poll)."""
 
     _down_logged = 0.0
+    #: when a dequeue last found Redis away (monotonic): the worker sweeps for orphans
+    #: every reaper round for a while after, as messages sent meanwhile may be lost
+    down_at = -1e9
 
     def dequeue(self) -> bytes | None:
         try:
@@ -212,6 +215,7 @@ class BulkRedisStorage(PriorityRedisStorage):
     def _waiting(exc: Exception) -> None:
         """One warning per 10 s instead of a traceback per poll, and a pause."""
         now = time.monotonic()
+        BulkRedisStorage.down_at = now
         if now - BulkRedisStorage._down_logged > 10:
             BulkRedisStorage._down_logged = now
             logger.warning("queue unavailable, workers wait for it: %s", exc)
@@ -402,6 +406,10 @@ class JobQueue:
         """True when this process holds queue messages a worker can take at once."""
         count = getattr(self.huey.storage, "prefetched", None)
         return count is not None and count() > 0
+
+    def away_at(self) -> float:
+        """When this process last found the queue away (monotonic; -1e9 if never)."""
+        return getattr(self.huey.storage, "down_at", -1e9)
 
     def held_job_ids(self) -> set[int]:
         """Ids waiting in this process's outbox for the queue to come back."""

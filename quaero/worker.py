@@ -231,7 +231,8 @@ def _describe(exc: BaseException) -> str:
 #: Retention deletes for at most this long per maintenance round, then lets the reaper run.
 PURGE_STEP_SECONDS = 1.0
 PURGE_EVERY_SECONDS = 3600.0
-#: After an enqueue or a claim failed, sweep for orphans every reaper round this long.
+#: After an enqueue or a claim failed, or the queue was away, sweep for orphans every
+#: reaper round this long.
 SWEEP_WINDOW = 15.0
 
 
@@ -405,7 +406,6 @@ class WorkerService:
         reaper's writes, not the sweep that follows)."""
         jobs = self.config.jobs
         recovery = self.services.recovery
-        store = self.services.store
         orphan_every = max(30.0, jobs.reaper_interval * 6)
         next_reap = next_purge = next_sweep = time.monotonic()
         next_orphans = time.monotonic() + orphan_every
@@ -421,10 +421,15 @@ class WorkerService:
             if now >= next_orphans:
                 next_orphans = now + orphan_every
                 _guard("orphan sweep", recovery.requeue_orphans)
-            elif now - store.enqueue_failed_at < SWEEP_WINDOW and now >= next_sweep:
-                # an enqueue or a claim failed lately: its jobs may have no message
+            elif now - self._trouble_at() < SWEEP_WINDOW and now >= next_sweep:
+                # an enqueue or a claim failed lately, or the queue was away (a message
+                # sent meanwhile, by this process or another, may be lost)
                 next_sweep = now + jobs.reaper_interval
                 _guard("orphan sweep", lambda: recovery.requeue_orphans(grace=1.0))
+
+    def _trouble_at(self) -> float:
+        """When an enqueue or a claim last failed, or the queue was last found away."""
+        return max(self.services.store.enqueue_failed_at, self.services.queue.away_at())
 
     def _schedule(self) -> None:
         """The schedules thread (part of maintenance, in a thread of its own so that a

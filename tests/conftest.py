@@ -130,3 +130,19 @@ def own_redis():
 
     with start_redis() as server:
         yield server
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that ran a `stack` of run.py processes (the fault scenarios) shows
+    the end of each process's log: CI keeps nothing else of them."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when != "call" or not report.failed or not hasattr(stack, "workers"):
+        return
+    for i, proc in enumerate([stack.web, *stack.workers]):
+        if proc.proc is not None:
+            report.sections.append(
+                (f"{proc.command}-{i} log (last 6000 characters)", proc.output()[-6000:])
+            )
