@@ -322,6 +322,8 @@ class JobQueue:
         return utc_datetime(self.huey.clock() + delay).replace(tzinfo=datetime.UTC)
 
     def _run(self, job_id: int) -> None:
+        with self.wakeup:  # there may be more messages: one more idle thread looks
+            self.wakeup.notify()
         if self.runner is None:
             raise RuntimeError("this process has no job runner: start it as a worker")
         self.runner(job_id)

@@ -262,12 +262,24 @@ class Contact:
         return now - self._ok_at <= self.grace and now - self._ok_since >= self.grace
 
 
+#: An idle worker thread that is not this process's poller reads the queue this much
+#: less often: it is woken (by an enqueue here, or by a thread that found work) instead.
+FOLLOWER_WAIT_FACTOR = 20
+
+
 class WakeableWorker(Worker):
     """A Huey worker whose idle wait ends early when this process enqueues a job, and
-    which writes what its thread held back (`Runner.write_held`) before it waits."""
+    which writes what its thread held back (`Runner.write_held`) before it waits.
+
+    Of the idle threads, one polls the queue every `poll_interval`; the others wait to
+    be woken, so an idle process reads the queue a few times a second, not once per
+    thread per poll. A thread that takes a message wakes one more (`Queue._run`), so a
+    burst sent by another process still reaches every thread within a few polls."""
 
     wakeup: threading.Condition | None = None
     on_idle: Callable[[], None] | None = None
+    #: per consumer: [the thread that polls now, or None]
+    poller: list[Worker | None] | None = None
 
     def sleep(self) -> None:
         if self.on_idle is not None:
@@ -275,7 +287,13 @@ class WakeableWorker(Worker):
         if self.wakeup is None:
             return super().sleep()
         with self.wakeup:
-            self.wakeup.wait(self.delay)
+            shared = self.poller
+            if shared is not None and shared[0] is None:
+                shared[0] = self
+            polling = shared is None or shared[0] is self
+            self.wakeup.wait(self.delay if polling else self.delay * FOLLOWER_WAIT_FACTOR)
+            if polling and shared is not None:
+                shared[0] = None  # whoever sleeps next polls; this one reads first
         return None
 
 
@@ -308,12 +326,14 @@ class QuaeroConsumer(Consumer):
     ) -> None:
         self._wakeup = wakeup
         self._on_idle = on_idle
+        self._poller: list[Worker | None] = [None]
         super().__init__(huey, **options)
 
     def _create_worker(self):
         worker = super()._create_worker()
         worker.wakeup = self._wakeup
         worker.on_idle = self._on_idle
+        worker.poller = self._poller
         return worker
 
     def _set_signal_handlers(self) -> None:

@@ -117,6 +117,55 @@ def test_wakeable_worker_wakes_when_its_process_enqueues(queue):
     thread.join()
 
 
+def idle_threads(queue: JobQueue, n: int, delay: float):
+    """n wakeable workers sharing one poller role, each sleeping in a loop in its own
+    thread; yields the list of how many sleeps each has finished."""
+    poller: list = [None]
+    polls = [0] * n
+    stop = threading.Event()
+
+    def idle(i: int) -> None:
+        worker = make_worker(queue, delay)
+        worker.poller = poller
+        while not stop.is_set():
+            worker.sleep()
+            polls[i] += 1
+
+    threads = [threading.Thread(target=idle, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    return polls, stop, threads
+
+
+def stop_idle(queue: JobQueue, stop: threading.Event, threads: list) -> None:
+    stop.set()
+    with queue.wakeup:
+        queue.wakeup.notify_all()
+    for thread in threads:
+        thread.join(5)
+
+
+def test_of_the_idle_threads_of_a_process_one_polls(queue):
+    """An idle process reads the queue once per poll, not once per thread."""
+    polls, stop, threads = idle_threads(queue, 3, delay=0.05)
+    time.sleep(1.0)
+    stop_idle(queue, stop, threads)
+    assert 10 <= sum(polls) <= 30, polls  # ~20 polls of 50 ms, not ~60
+
+
+def test_a_thread_that_runs_a_job_wakes_another_idle_one(queue):
+    """So a burst sent by another process reaches every thread, not only the poller."""
+    polls, stop, threads = idle_threads(queue, 3, delay=2.0)
+    time.sleep(0.2)
+    assert polls == [0, 0, 0]
+    queue.runner = lambda job_id: None
+    queue.huey.execute(queue.task.s(7))
+    time.sleep(0.2)  # long before the poller's 2 s
+    woken = sum(polls)
+    stop_idle(queue, stop, threads)
+    assert woken == 1
+
+
 def test_wakeable_worker_without_a_condition_sleeps_like_huey(queue):
     worker = make_worker(queue, delay=0.05)
     worker.wakeup = None
