@@ -333,8 +333,8 @@ class JobManager(TreeActions):
             self.limits.check(job, now)  # over its type's limit: rolls the claim back
             return job
 
-        try:
-            return self.store.transaction(update, durable=False)
+        try:  # on SQLite, with the claims of this process's other worker threads
+            return self.store.combined(update)
         except OverLimit as over:
             if completing is not None:  # rolled back with the claim: written alone
                 self.complete(completing[0], worker_id, *completing[1:])

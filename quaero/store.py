@@ -63,6 +63,8 @@ class Store:
         # SQLite has one writer at a time; queueing this process's writers on a Python
         # lock wakes the next one at once, where SQLite's busy handler would sleep ms.
         self._write_lock = nullcontext() if self.is_postgres else threading.RLock()
+        self._waiting: list[_Write] = []  # writes handed to the writer (`combined`)
+        self._waiting_lock = threading.Lock()
         self._settle_sql = self.sql(statements.SETTLE)
         #: the one clock of every time written to or compared with jobs and workers
         #: rows: PostgreSQL's (many hosts), this host's with SQLite (one host)
@@ -114,6 +116,59 @@ class Store:
                 self._write_failed(exc)
                 raise
         raise AssertionError("unreachable")
+
+    def combined(self, fn: Callable[[], T]) -> T:
+        """`transaction(fn, durable=False)`, where on SQLite a thread that waits for the
+        one writer hands `fn` to it: whoever takes the write lock runs every waiting
+        `fn` in its own transaction, each in a savepoint (one that raises is rolled back
+        alone and its exception goes to its caller), and commits once for all of them.
+        For the workers' hot path, whose `fn`s read no thread's state but the database's.
+        """
+        if self.is_postgres:
+            return self.transaction(fn, durable=False)
+        mine = _Write(fn)
+        with self._waiting_lock:
+            self._waiting.append(mine)
+        with self._write_lock:
+            if not mine.done:  # nobody took it while this thread waited: take them all
+                with self._waiting_lock:
+                    batch, self._waiting = self._waiting, []
+                self._write_all(batch)
+        return mine.outcome()
+
+    def _write_all(self, batch: list[_Write]) -> None:
+        """Run the `fn`s of `batch` in one transaction (see `combined`)."""
+        try:
+            self._write_batch(batch)
+        finally:  # whatever stopped this thread, no caller waits for an outcome forever
+            for write in batch:
+                if not write.done:
+                    write.error = RuntimeError("the writing thread stopped before this write")
+                    write.done = True
+
+    def _write_batch(self, batch: list[_Write]) -> None:
+        if len(batch) == 1:
+            batch[0].run(lambda: self.transaction(batch[0].fn, durable=False))
+            return
+
+        def each() -> list[tuple[Any, BaseException | None]]:
+            outcomes: list[tuple[Any, BaseException | None]] = []
+            for write in batch:
+                try:
+                    with self.db.atomic():  # a savepoint
+                        outcomes.append((write.fn(), None))
+                except peewee.OperationalError:  # the transaction's own: retry them all
+                    raise
+                except Exception as exc:
+                    outcomes.append((None, exc))
+            return outcomes
+
+        try:
+            outcomes = self.transaction(each, durable=False)
+        except Exception as exc:
+            outcomes = [(None, exc)] * len(batch)
+        for write, (result, error) in zip(batch, outcomes, strict=True):
+            write.result, write.error, write.done = result, error, True
 
     def _write_failed(self, exc: Exception) -> None:
         self.write_error = f"{type(exc).__name__}: {exc}"
@@ -291,3 +346,27 @@ def log_row(job_id: int, level: str, message: str, now: float) -> dict[str, Any]
         "message": str(message)[:MAX_LOG_MESSAGE],
         "created_at": now,
     }
+
+
+class _Write:
+    """A write handed to the writer thread (`Store.combined`) and its outcome."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, write: Callable[[], Any]) -> None:
+        try:
+            self.result = write()
+        except Exception as exc:
+            self.error = exc
+        self.done = True
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
