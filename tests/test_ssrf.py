@@ -458,3 +458,22 @@ def test_https_keeps_the_name_for_sni_and_the_certificate_check(tls_server):
     assert response.status_code == 200 and names == ["localhost"]
     with pytest.raises(requests.exceptions.SSLError):  # the certificate is not for the IP
         session.get(f"https://127.0.0.1:{port}/", verify=cert, timeout=5)
+
+
+def test_a_literal_address_is_not_sent_to_the_resolver(monkeypatch):
+    """An IP written in the URL needs no lookup (a getaddrinfo call per page costs ~1 ms
+    on a slow machine); names and odd spellings (2130706433, 127.1) still get one."""
+    looked_up: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    assert netguard.resolve("127.0.0.1", 80) == [(socket.AF_INET, "127.0.0.1")]
+    assert netguard.resolve("[::1]", 80) == [(socket.AF_INET6, "::1")]
+    assert netguard.resolve("10.0.0.1", 80) == [(socket.AF_INET, "10.0.0.1")]
+    assert looked_up == []
+    assert netguard.resolve("2130706433", 80) == [(socket.AF_INET, "127.0.0.1")]
+    assert netguard.resolve("127.1", 80) == [(socket.AF_INET, "127.0.0.1")]
+    assert looked_up == ["2130706433", "127.1"]
