@@ -19,7 +19,7 @@ import re
 #: scheduled message before its eta, and the eta is taken after `run_after`, so on one
 #: host the claim is never early. But with a shared Redis queue, one host's scheduler may
 #: release the message and another host, whose clock is a little behind, claim it: a claim
-#: refused as early drops the message, and the job waits ~30 s for the orphan sweep. So
+#: refused as early drops the message, and the job waits for the orphan sweep (every 5 s). So
 #: clocks may disagree by this much; the retry then starts at most this much early.
 CLAIM_CLOCK_SKEW = 0.5
 

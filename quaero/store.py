@@ -73,7 +73,7 @@ class Store:
         if queue is not None:  # a Store may be built without a queue (tests)
             queue.use_clock(self.now)
         #: when an enqueue (or a claim) last failed: the maintenance thread then sweeps
-        #: for orphans every reaper round for a while, not every 30 s
+        #: for orphans every reaper round for a while, not every 5 s
         self.enqueue_failed_at = -1e9
         #: why the last write transaction failed; None once one succeeds (see /healthz)
         self.write_error: str | None = None
@@ -191,7 +191,7 @@ class Store:
     def enqueue_or_sweep(self, jobs: list[tuple[int, int]], delay: float = 0.0) -> None:
         """Enqueue jobs already committed as pending; if the queue refuses (full disk,
         Redis away), leave them to the orphan sweep, which then runs every reaper round
-        for a while instead of every 30 s."""
+        for a while instead of every 5 s."""
         try:
             if delay:
                 for job_id, priority in jobs:

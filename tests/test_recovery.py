@@ -138,3 +138,18 @@ def test_a_lower_priority_job_behind_the_head_is_not_an_orphan(manager, services
     services.queue.enqueue([(waiting.id, 0), (urgent.id, 5)])
     assert recovery.requeue_orphans() == 0
     assert services.queue.queued_job_ids() == {waiting.id, urgent.id}
+
+
+def test_a_worker_sweeps_for_orphans_every_few_seconds(manager, services, worker):
+    """The sweep reads only the queue's head (cheap at any queue length), so a worker
+    runs it every ORPHAN_SWEEP_SECONDS, not every 30 s: a job whose message was lost
+    (behind a long queue, found once the head passes it) waits seconds, not half a
+    minute."""
+    from quaero.worker import ORPHAN_SWEEP_SECONDS
+
+    assert ORPHAN_SWEEP_SECONDS <= 5
+    orphan = _lose_message_of_an_old_job(manager, services)
+    deadline = time.monotonic() + ORPHAN_SWEEP_SECONDS + 5
+    while reload(orphan).status != "completed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert reload(orphan).status == "completed"
