@@ -99,8 +99,8 @@ def jobs_page():
         f = job_filter()
     except ValidationFailed:
         f = queries.JobFilter()  # a hand-edited URL falls back to the default view
-    jobs, total = queries.list_jobs(f)
-    stats = queries.stats(services().queue)
+    stats = queries.root_stats(services().queue)
+    jobs, total = queries.list_jobs(f, queries.known_roots_total(f, stats))
     open_job = request.args.get("job") or None
     if open_job is not None and parse_id(open_job) is None:
         abort(400, "job must be a job id (digits)")
@@ -118,16 +118,7 @@ def jobs_page():
         },
         statuses=STATUSES,
         types=public_types(services().config.jobs.demo_types),
-        stats={
-            k: stats[k]
-            for k in (
-                "root_counts",
-                "roots_with_failures",
-                "queue_depth",
-                "workers_alive",
-                "workers",
-            )
-        },
+        stats=stats,
         open_job=parse_id(open_job),
         read_only=services().config.server.read_only,
         schedules=schedules.schedules_to_dicts(services().manager),
