@@ -91,8 +91,9 @@ def json_text(column: peewee.Field, key: str) -> peewee.Node:
     )
 
 
-def list_jobs(f: JobFilter) -> tuple[list[Job], int]:
-    """One page of jobs (roots newest first, a tree's jobs oldest first) and the total.
+def list_jobs(f: JobFilter, total: int | None = None) -> tuple[list[Job], int]:
+    """One page of jobs (roots newest first, a tree's jobs oldest first) and the total
+    (counted unless given: see `known_roots_total`).
 
     The jobs carry no payload, result or traceback (a page of 500 crawl pages would be
     tens of MB): `summary_url` and `summary_title` instead, and the error cut short.
@@ -106,8 +107,10 @@ def list_jobs(f: JobFilter) -> tuple[list[Job], int]:
         json_text(Job.result, "title").alias("summary_title"),
     ]
     query = Job.select(*columns).where(*clauses).order_by(order)
-    page = list(query.limit(f.limit).offset(f.offset))
+    page = jobs_of(query.limit(f.limit).offset(f.offset))
     attach_running(page)
+    if total is not None:
+        return page, total
     if f.offset == 0 and len(page) < f.limit:
         total = len(page)
     else:
@@ -115,20 +118,50 @@ def list_jobs(f: JobFilter) -> tuple[list[Job], int]:
     return page, total
 
 
+def jobs_of(query: peewee.Select) -> list[Job]:
+    """The jobs a select of columns of `jobs` reads, each built from its row in one step
+    (as JobManager.claim does; peewee's per-column conversions and attribute sets took
+    longer than the query): its fields as read, other columns (`summary_url`, ...) as
+    attributes."""
+    cursor = Job._meta.database.execute(query)
+    names = [d[0] for d in cursor.description]
+    fields = [(i, name) for i, name in enumerate(names) if name in Job._meta.fields]
+    others = [(i, name) for i, name in enumerate(names) if name not in Job._meta.fields]
+    jobs = []
+    for row in cursor.fetchall():
+        job = Job(__no_default__=True)
+        job.__data__.update((name, row[i]) for i, name in fields)
+        job.__dict__.update((name, row[i]) for i, name in others)
+        jobs.append(job)
+    return jobs
+
+
+def known_roots_total(f: JobFilter, stats: dict) -> int | None:
+    """How many roots a listing finds when `stats` (of `root_stats`) already counts them:
+    no filter, a status, or only those with failures; None when it must be counted."""
+    if not lists_roots(f) or f.type or f.q or f.has_failures is False:
+        return None
+    if f.has_failures:
+        return None if f.status else stats["roots_with_failures"]
+    if f.status:
+        return stats["root_counts"].get(f.status, 0)
+    return sum(stats["root_counts"].values())
+
+
 def attach_running(jobs: list[Job]) -> None:
     """Count the running descendants of a page of jobs in one query per tree (the
     counters hold pending + running together as `n_open`)."""
     roots = [j for j in jobs if j.parent_id is None]
     if roots:
+        # a root's jobs but itself (id <> root_id): jobs_root_status holds all it reads;
+        # ids are ints, written in the SQL (peewee took longer to bind 50 than SQLite to
+        # answer)
+        ids = ", ".join(str(int(r.id)) for r in roots)
         running = dict(
-            Job.select(Job.root_id, peewee.fn.COUNT(Job.id))
-            .where(
-                Job.root_id.in_([r.id for r in roots]),
-                Job.status == JobStatus.RUNNING,
-                Job.parent_id.is_null(False),
-            )
-            .group_by(Job.root_id)
-            .tuples()
+            Job._meta.database.execute_sql(
+                f"SELECT root_id, COUNT(*) FROM jobs WHERE root_id IN ({ids})"
+                " AND status = 'running' AND id <> root_id GROUP BY root_id"
+            ).fetchall()
         )
         for root in roots:
             root.__dict__["_running"] = running.get(root.id, 0)
@@ -257,6 +290,13 @@ def counts_by_type() -> list[tuple[str, str, int]]:
 def live_workers(now: float | None = None) -> list[dict]:
     """Workers that heartbeat recently, with the number of jobs each runs."""
     now = now or clock.now()
+    workers = list(
+        Worker.select().where(
+            Worker.stopped_at.is_null(), Worker.last_heartbeat > now - WORKER_ALIVE_SECONDS
+        )
+    )
+    if not workers:  # nothing to read the running jobs for
+        return []
     running = dict(
         Job.select(Job.worker_id, peewee.fn.COUNT(Job.id))
         .where(Job.status == JobStatus.RUNNING, Job.worker_id.is_null(False))
@@ -272,9 +312,6 @@ def live_workers(now: float | None = None) -> list[dict]:
     )
     for worker_id, job_id in listed.tuples():
         running_ids.setdefault(worker_id, []).append(job_id)
-    workers = Worker.select().where(
-        Worker.stopped_at.is_null(), Worker.last_heartbeat > now - WORKER_ALIVE_SECONDS
-    )
     return [
         {
             "id": w.id,
@@ -292,21 +329,29 @@ def live_workers(now: float | None = None) -> list[dict]:
     ]
 
 
+def root_stats(queue: JobQueue, now: float | None = None) -> dict:
+    """What the jobs page shows: roots by status, roots with failed descendants, queue
+    depth and live workers."""
+    workers = live_workers(now)
+    return {
+        "root_counts": root_status_counts(),
+        "roots_with_failures": roots_with_failures(),
+        "queue_depth": queue.depth(),
+        "workers_alive": len(workers),
+        "workers": workers,
+    }
+
+
 def stats(queue: JobQueue) -> dict:
     """Counts by status (of every job, and of roots), roots with failed descendants,
     queue depth, oldest pending age and live workers."""
     now = clock.now()
     oldest = oldest_pending_created()
-    workers = live_workers(now)
     return {
         "counts": status_counts(),
-        "root_counts": root_status_counts(),
-        "roots_with_failures": roots_with_failures(),
-        "queue_depth": queue.depth(),
+        **root_stats(queue, now),
         "scheduled": queue.scheduled(),
         "oldest_pending_age": round(now - oldest, 3) if oldest else None,
-        "workers_alive": len(workers),
-        "workers": workers,
     }
 
 

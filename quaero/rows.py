@@ -93,13 +93,18 @@ def status_badge_class(job: dict) -> str:
 class Field:
     """One value of a row: `text(job)` prints it here, the jobs.js expression `js` (a
     method call or property path of the `jobsPage` component, for Alpine's CSP build)
-    prints the same in the live rows, where the job is `job`."""
+    prints the same in the live rows, where the job is `job`. `name` is its attribute's
+    name in `Fields` (set when that class is made)."""
 
     js: str
     text: Callable[[dict], Any]
+    name: str = ""
 
     def __call__(self, job: dict) -> Any:
         return self.text(job)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        object.__setattr__(self, "name", name)
 
 
 class Fields:
@@ -117,6 +122,15 @@ class Fields:
     created_at = Field("job.created_at", lambda job: job["created_at"] or "")
     created = Field("fmtTime(job.created_at)", lambda job: fmt_time(job["created_at"]))
     duration = Field("fmtDuration(job.duration)", lambda job: fmt_duration(job["duration"]))
+
+
+FIELDS = tuple(f for f in vars(Fields).values() if isinstance(f, Field))
+"""Every value a root's row shows."""
+
+
+def values(job: dict) -> dict[str, Any]:
+    """Every value of a job's row by field name: each formatter runs once per row."""
+    return {field.name: field.text(job) for field in FIELDS}
 
 
 @dataclass(frozen=True)
