@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import peewee
 
@@ -384,25 +384,48 @@ def list_descendants(job: Job, f: DescendantFilter) -> tuple[list[Job], int]:
         if f.q.isdigit():
             match |= Job.id == int(f.q)
         clauses.append(match)
+    total = _counted_total(job, f)
+    if total is None and f.offset > 0:
+        total = Job.select().where(*clauses).count()  # needed anyway; first, to page by it
+    ids = _page_ids(Job.select(Job.id).where(*clauses), f, total)
     columns = [
         *LISTED_FIELDS,
         peewee.fn.SUBSTR(Job.error, 1, ERROR_CHARS).alias("error"),
         json_text(Job.payload, "url").alias("summary_url"),
         json_text(Job.result, "title").alias("summary_title"),
     ]
-    order = _descendant_order(f)
     # the page's ids first, then its rows: PostgreSQL would otherwise compute the JSON
     # summaries of every row the offset skips
-    ids = Job.select(Job.id).where(*clauses).order_by(*order).limit(f.limit).offset(f.offset)
-    page = list(Job.select(*columns).where(Job.id.in_(ids)).order_by(*order))
+    page = []
+    if ids is not None:
+        page = list(Job.select(*columns).where(Job.id.in_(ids)).order_by(*_descendant_order(f)))
     attach_running(page)
-    if f.unfiltered:
-        total = job.counts["total"]
-    elif f.offset == 0 and len(page) < f.limit:
-        total = len(page)
-    else:
-        total = Job.select().where(*clauses).count()
+    if total is None:
+        total = len(page) if len(page) < f.limit else Job.select().where(*clauses).count()
     return page, total
+
+
+def _counted_total(job: Job, f: DescendantFilter) -> int | None:
+    """The number of matching descendants when the job's counters hold it: all of them,
+    or those of one finished status (counters move with statuses, quaero.jobs)."""
+    if f.unfiltered:
+        return job.n_open + job.n_completed + job.n_failed + job.n_cancelled
+    if f.status in FINISHED and replace(f, status=None).unfiltered:
+        return getattr(job, f"n_{f.status}")
+    return None
+
+
+def _page_ids(ids: peewee.Select, f: DescendantFilter, total: int | None) -> peewee.Select | None:
+    """The query of the page's ids (None: the page is past the end). In id order, a page
+    in the second half of `total` is read from the end: an offset walks every entry it
+    skips, so the last page costs what the first does."""
+    if total is None or f.sort.lstrip("-") != "id" or f.offset <= total // 2:
+        return ids.order_by(*_descendant_order(f)).limit(f.limit).offset(f.offset)
+    left = total - f.offset  # rows from the page's first to the list's end
+    if left <= 0:
+        return None
+    backwards = Job.id.asc() if f.sort.startswith("-") else Job.id.desc()
+    return ids.order_by(backwards).limit(min(f.limit, left)).offset(max(0, left - f.limit))
 
 
 def _groups(rows: list[tuple]) -> list[dict]:
