@@ -316,6 +316,10 @@ FINISHED = ("completed", "failed", "cancelled")
 DESCENDANT_SORTS = ("id", "-id", "finished_at", "-finished_at", "duration", "-duration")
 MAX_GROUPS = 200  # failure groups listed at most (the biggest causes come first anyway)
 EXPORT_CHUNK = 1000  # rows read per query while streaming an export
+EXPORT_COLUMNS = (
+    "id", "parent_id", "depth", "type", "status", "name", "payload", "result", "error",
+    "attempts", "created_at", "started_at", "finished_at",
+)  # fmt: skip
 #: Below this many jobs a tree's log tail reads each job's lines by index; above it, the
 #: newest log lines are walked backwards and kept when their job is in the tree.
 SMALL_TREE = 2000
@@ -510,23 +514,22 @@ def tree_logs(
     return list(reversed(query.order_by(JobLog.id.desc()).limit(limit)))
 
 
-def export_rows(job: Job) -> Iterator[dict]:
-    """Every descendant of a job as an export row, read `EXPORT_CHUNK` rows at a time
-    (keyset paging on the id: no open cursor, no tree in memory)."""
-    columns = (
-        Job.id, Job.parent_id, Job.depth, Job.type, Job.status, Job.name, Job.payload,
-        Job.result, Job.error, Job.attempts, Job.created_at, Job.started_at, Job.finished_at,
-    )  # fmt: skip
+def export_rows(job: Job) -> Iterator[tuple]:
+    """Every descendant of a job as a tuple of `EXPORT_COLUMNS`, read `EXPORT_CHUNK` rows
+    at a time (keyset paging on the id: no open cursor, no tree in memory), as the
+    driver returns them: no model or dict per row."""
+    columns = [getattr(Job, name) for name in EXPORT_COLUMNS]
+    db = Job._meta.database
     last = 0
     while True:
-        chunk = list(
+        query = (
             Job.select(*columns)
             .where(subtree_below(job), Job.id > last)
             .order_by(Job.id)
             .limit(EXPORT_CHUNK)
-            .dicts()
         )
+        chunk = db.execute(query).fetchall()
         yield from chunk
         if len(chunk) < EXPORT_CHUNK:
             return
-        last = chunk[-1]["id"]
+        last = chunk[-1][0]
