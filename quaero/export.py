@@ -21,6 +21,7 @@ CSV_FIELDS = (
     "bytes", "error", "attempts", "created_at", "started_at", "finished_at",
 )  # fmt: skip
 LINES_PER_WRITE = 200  # rows joined into one chunk of the response
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps would build one per row
 
 
 def _decoded(text: str | None) -> Any:
@@ -32,23 +33,28 @@ def _decoded(text: str | None) -> Any:
         return text
 
 
-def record(row: dict[str, Any]) -> dict[str, Any]:
-    """An export row as a JSON object: the job's fields, its URL, result and error."""
-    payload = _decoded(row["payload"])
+def record(row: tuple) -> dict[str, Any]:
+    """An export row (`queries.EXPORT_COLUMNS`) as a JSON object: the job's fields, its
+    URL, result and error."""
+    (
+        job_id, parent_id, depth, type_, status, name, payload, result, error, attempts,
+        created_at, started_at, finished_at,
+    ) = row  # fmt: skip
+    payload = _decoded(payload)
     return {
-        "id": row["id"],
-        "parent_id": row["parent_id"],
-        "depth": row["depth"],
-        "type": row["type"],
-        "status": row["status"],
-        "name": row["name"],
+        "id": job_id,
+        "parent_id": parent_id,
+        "depth": depth,
+        "type": type_,
+        "status": status,
+        "name": name,
         "url": payload.get("url") if isinstance(payload, dict) else None,
-        "result": _decoded(row["result"]),
-        "error": row["error"],
-        "attempts": row["attempts"],
-        "created_at": iso(row["created_at"]),
-        "started_at": iso(row["started_at"]),
-        "finished_at": iso(row["finished_at"]),
+        "result": _decoded(result),
+        "error": error,
+        "attempts": attempts,
+        "created_at": iso(created_at),
+        "started_at": iso(started_at),
+        "finished_at": iso(finished_at),
     }
 
 
@@ -82,7 +88,7 @@ def stream(job: Job, fmt: str) -> Iterator[str]:
     """The export of a job's descendants in `fmt` ("jsonl" or "csv"), in chunks of text."""
     records = (record(row) for row in queries.export_rows(job))
     if fmt == "jsonl":
-        return _batched(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        return _batched(_JSON.encode(r) + "\n" for r in records)
     return _batched(_csv_lines(records))
 
 

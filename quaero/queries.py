@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import peewee
 
@@ -361,6 +361,10 @@ FINISHED = ("completed", "failed", "cancelled")
 DESCENDANT_SORTS = ("id", "-id", "finished_at", "-finished_at", "duration", "-duration")
 MAX_GROUPS = 200  # failure groups listed at most (the biggest causes come first anyway)
 EXPORT_CHUNK = 1000  # rows read per query while streaming an export
+EXPORT_COLUMNS = (
+    "id", "parent_id", "depth", "type", "status", "name", "payload", "result", "error",
+    "attempts", "created_at", "started_at", "finished_at",
+)  # fmt: skip
 #: Below this many jobs a tree's log tail reads each job's lines by index; above it, the
 #: newest log lines are walked backwards and kept when their job is in the tree.
 SMALL_TREE = 2000
@@ -429,25 +433,48 @@ def list_descendants(job: Job, f: DescendantFilter) -> tuple[list[Job], int]:
         if f.q.isdigit():
             match |= Job.id == int(f.q)
         clauses.append(match)
+    total = _counted_total(job, f)
+    if total is None and f.offset > 0:
+        total = Job.select().where(*clauses).count()  # needed anyway; first, to page by it
+    ids = _page_ids(Job.select(Job.id).where(*clauses), f, total)
     columns = [
         *LISTED_FIELDS,
         peewee.fn.SUBSTR(Job.error, 1, ERROR_CHARS).alias("error"),
         json_text(Job.payload, "url").alias("summary_url"),
         json_text(Job.result, "title").alias("summary_title"),
     ]
-    order = _descendant_order(f)
     # the page's ids first, then its rows: PostgreSQL would otherwise compute the JSON
     # summaries of every row the offset skips
-    ids = Job.select(Job.id).where(*clauses).order_by(*order).limit(f.limit).offset(f.offset)
-    page = list(Job.select(*columns).where(Job.id.in_(ids)).order_by(*order))
+    page = []
+    if ids is not None:
+        page = list(Job.select(*columns).where(Job.id.in_(ids)).order_by(*_descendant_order(f)))
     attach_running(page)
-    if f.unfiltered:
-        total = job.counts["total"]
-    elif f.offset == 0 and len(page) < f.limit:
-        total = len(page)
-    else:
-        total = Job.select().where(*clauses).count()
+    if total is None:
+        total = len(page) if len(page) < f.limit else Job.select().where(*clauses).count()
     return page, total
+
+
+def _counted_total(job: Job, f: DescendantFilter) -> int | None:
+    """The number of matching descendants when the job's counters hold it: all of them,
+    or those of one finished status (counters move with statuses, quaero.jobs)."""
+    if f.unfiltered:
+        return job.n_open + job.n_completed + job.n_failed + job.n_cancelled
+    if f.status in FINISHED and replace(f, status=None).unfiltered:
+        return getattr(job, f"n_{f.status}")
+    return None
+
+
+def _page_ids(ids: peewee.Select, f: DescendantFilter, total: int | None) -> peewee.Select | None:
+    """The query of the page's ids (None: the page is past the end). In id order, a page
+    in the second half of `total` is read from the end: an offset walks every entry it
+    skips, so the last page costs what the first does."""
+    if total is None or f.sort.lstrip("-") != "id" or f.offset <= total // 2:
+        return ids.order_by(*_descendant_order(f)).limit(f.limit).offset(f.offset)
+    left = total - f.offset  # rows from the page's first to the list's end
+    if left <= 0:
+        return None
+    backwards = Job.id.asc() if f.sort.startswith("-") else Job.id.desc()
+    return ids.order_by(backwards).limit(min(f.limit, left)).offset(max(0, left - f.limit))
 
 
 def _groups(rows: list[tuple]) -> list[dict]:
@@ -532,23 +559,22 @@ def tree_logs(
     return list(reversed(query.order_by(JobLog.id.desc()).limit(limit)))
 
 
-def export_rows(job: Job) -> Iterator[dict]:
-    """Every descendant of a job as an export row, read `EXPORT_CHUNK` rows at a time
-    (keyset paging on the id: no open cursor, no tree in memory)."""
-    columns = (
-        Job.id, Job.parent_id, Job.depth, Job.type, Job.status, Job.name, Job.payload,
-        Job.result, Job.error, Job.attempts, Job.created_at, Job.started_at, Job.finished_at,
-    )  # fmt: skip
+def export_rows(job: Job) -> Iterator[tuple]:
+    """Every descendant of a job as a tuple of `EXPORT_COLUMNS`, read `EXPORT_CHUNK` rows
+    at a time (keyset paging on the id: no open cursor, no tree in memory), as the
+    driver returns them: no model or dict per row."""
+    columns = [getattr(Job, name) for name in EXPORT_COLUMNS]
+    db = Job._meta.database
     last = 0
     while True:
-        chunk = list(
+        query = (
             Job.select(*columns)
             .where(subtree_below(job), Job.id > last)
             .order_by(Job.id)
             .limit(EXPORT_CHUNK)
-            .dicts()
         )
+        chunk = db.execute(query).fetchall()
         yield from chunk
         if len(chunk) < EXPORT_CHUNK:
             return
-        last = chunk[-1]["id"]
+        last = chunk[-1][0]

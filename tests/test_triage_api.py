@@ -155,3 +155,32 @@ def test_export_streams_every_descendant_as_jsonl_and_csv(live_server, manager):
     )
     assert get(live_server, f"/api/jobs/{root_id}/export", format="xml").status_code == 400
     assert get(live_server, "/api/jobs/999999/export").status_code == 404
+
+
+def test_descendants_pages_are_slices_of_the_whole_list_at_every_offset(client, manager):
+    """Every page, near the start or the end of the list (a page nearer the end may be
+    read from there), is the same slice of the whole list, with its total."""
+    root = manager.claim(manager.create_root("fanout", {"children": 0}, name="open").id, W)
+    kids = manager.spawn_children(root, [ChildSpec("noop", {}, name=f"c{i}") for i in range(3)])
+    mid = manager.claim(kids[0], W)
+    grand = manager.spawn_children(mid, [ChildSpec("noop", {}, name=f"g{i}") for i in range(6)])
+    for job_id, error in zip(grand[:2], [HTTP_503, HTTP_502], strict=True):
+        manager.fail(manager.claim(job_id, W), W, error, None, permanent=True)
+    manager.complete(manager.claim(grand[2], W), W, None)
+    manager.complete(manager.claim(kids[1], W), W, None)
+    manager.claim(grand[3], W)  # running; grand[4:] and kids[2] stay pending
+    root_id = root.id
+    filters = [{}, {"status": "failed"}, {"status": "completed"}, {"status": "pending"}]
+    filters += [{"status": "running"}, {"depth": 2}, {"error_group": triage.group_key(HTTP_503)}]
+    for job_id in (root_id, kids[0]):
+        for extra in filters:
+            for sort in ("id", "-id", "-finished_at"):
+                url = f"/api/jobs/{job_id}/descendants"
+                whole = client.get(url, query_string={**extra, "sort": sort, "limit": 100})
+                every = [j["id"] for j in whole.get_json()["jobs"]]
+                assert whole.get_json()["total"] == len(every)
+                for offset in range(len(every) + 2):
+                    args = {**extra, "sort": sort, "limit": 2, "offset": offset}
+                    body = client.get(url, query_string=args).get_json()
+                    assert [j["id"] for j in body["jobs"]] == every[offset : offset + 2], args
+                    assert body["total"] == len(every), args

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 CLEANUP_INTERVAL = 1  # seconds between sweeps for late requests and idle connections
 IDLE_TIMEOUT = 60  # seconds a keep-alive connection may stay silent between requests
+#: Bytes of an answer buffered per connection: a streamed answer (an export) waits above
+#: it, and each buffer is dropped once sent past it. Waitress keeps the bytes already sent
+#: in the buffer until then, 16 MiB by default, memory the process then keeps.
+OUTBUF_HIGH_WATERMARK = 1 << 20
 ACCEPT_BATCH = 64  # connections accepted per turn of the event loop
 SPARE_FILES = 64  # descriptors kept for the database, the queue and log files
 
@@ -196,6 +200,7 @@ def adjustments(server: ServerConfig, **overrides) -> Adjustments:
         "cleanup_interval": CLEANUP_INTERVAL,
         "channel_timeout": IDLE_TIMEOUT,
         "asyncore_use_poll": True,
+        "outbuf_high_watermark": OUTBUF_HIGH_WATERMARK,
         # waitress refuses Content-Length >= this, and stops chunked bodies at it
         "max_request_body_size": server.max_body_bytes + 1,
         **proxy,
