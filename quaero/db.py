@@ -220,8 +220,9 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
             with peewee.__exception_wrapper__:
                 cursor = psycopg.ClientCursor(self.connection())
                 cursor.execute(f"{sql}; COMMIT", params)
-                names = [d[0] for d in cursor.description or ()]
-                rows = cursor.fetchall() if cursor.description else []
+                description = cursor.description  # psycopg builds it anew on each read
+                names = [d[0] for d in description or ()]
+                rows = cursor.fetchall() if description else []
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if not self._drop_dead_connection():
                 raise  # the statement failed: nothing committed, the block rolls back

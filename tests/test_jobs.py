@@ -352,3 +352,21 @@ def test_resuming_a_delayed_job_schedules_it_for_its_time(manager, services):
     }
     assert etas.keys() == {later.id, now.id} and etas[now.id] is None
     assert etas[later.id] is not None
+
+
+def test_many_log_lines_are_written_in_chunks_with_levels_and_lengths_checked(services):
+    from quaero.models import JobLog
+    from quaero.store import LOG_ROWS_PER_INSERT, MAX_LOG_MESSAGE
+
+    store = services.store
+    job = services.manager.create_root("noop", {})
+    n = LOG_ROWS_PER_INSERT * 2 + 7
+    lines = [(job.id, "debug" if i % 2 else "nonsense", f"line {i} 100%", 1.5) for i in range(n)]
+    lines.append((job.id, "error", "x" * (MAX_LOG_MESSAGE + 10), 2.0))
+    store.transaction(lambda: store.write_logs(lines))
+    mine = JobLog.created_at.in_([1.5, 2.0])  # not the line that create_root wrote
+    rows = list(JobLog.select().where(JobLog.job_id == job.id, mine).order_by(JobLog.id))
+    assert len(rows) == n + 1
+    assert rows[0].level == "info" and rows[0].message == "line 0 100%"  # unknown: info
+    assert rows[1].level == "debug" and rows[n - 1].message == f"line {n - 1} 100%"
+    assert rows[-1].level == "error" and len(rows[-1].message) == MAX_LOG_MESSAGE
