@@ -297,21 +297,26 @@ def live_workers(now: float | None = None) -> list[dict]:
     )
     if not workers:  # nothing to read the running jobs for
         return []
-    running = dict(
-        Job.select(Job.worker_id, peewee.fn.COUNT(Job.id))
-        .where(Job.status == JobStatus.RUNNING, Job.worker_id.is_null(False))
-        .group_by(Job.worker_id)
+    running_now = (Job.status == JobStatus.RUNNING) & Job.worker_id.is_null(False)
+    listed = list(
+        Job.select(Job.worker_id, Job.id)
+        .where(running_now)
+        .order_by(Job.id)
+        .limit(RUNNING_LISTED + 1)
         .tuples()
     )
     running_ids: dict[str, list[int]] = {}
-    listed = (
-        Job.select(Job.worker_id, Job.id)
-        .where(Job.status == "running", Job.worker_id.is_null(False))
-        .order_by(Job.id)
-        .limit(RUNNING_LISTED)
-    )
-    for worker_id, job_id in listed.tuples():
+    for worker_id, job_id in listed[:RUNNING_LISTED]:
         running_ids.setdefault(worker_id, []).append(job_id)
+    if len(listed) <= RUNNING_LISTED:  # all of them: counted from the same read
+        running = {worker_id: len(ids) for worker_id, ids in running_ids.items()}
+    else:
+        running = dict(
+            Job.select(Job.worker_id, peewee.fn.COUNT(Job.id))
+            .where(running_now)
+            .group_by(Job.worker_id)
+            .tuples()
+        )
     return [
         {
             "id": w.id,
