@@ -18,9 +18,7 @@ def test_stats_list_each_live_worker_with_its_running_jobs(live_server, manager,
     assert w["last_heartbeat"] and w["jobs_done"] >= 0
 
 
-def test_a_worker_lists_its_oldest_running_jobs_and_counts_them_all(
-    manager, recovery, monkeypatch
-):
+def test_a_worker_lists_its_oldest_running_jobs_and_counts_them_all(manager, recovery, monkeypatch):
     """The count and the list come from one read while the list is whole (a job
     claimed between two reads was listed but not counted); past RUNNING_LISTED the
     list is cut and the count is read on its own."""
