@@ -107,6 +107,8 @@ class CommitOutcomeUnknown(peewee.OperationalError):
 
 
 _thread_policy = threading.local()
+#: How a worker's non-durable transaction begins (PostgreSQL; see `asynchronous_commit`).
+ASYNC_BEGIN = "BEGIN; SET LOCAL synchronous_commit TO OFF"
 
 
 def asynchronous_commit(on: bool) -> None:
@@ -180,6 +182,7 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
         return ConnectionLost("database connection lost before commit; the transaction is void")
 
     def execute_sql(self, sql, params=None):
+        self._send_begin()
         if self._state.closed and self.in_transaction():
             raise self._lost()  # never carry on a transaction on a new connection
         try:
@@ -202,10 +205,35 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
     def _begin(self, *args, **kwargs) -> None:
         if not getattr(_thread_policy, "asynchronous_commit", False):
             return super().begin(*args, **kwargs)
-        # one round trip for both (no parameters: the simple query protocol)
-        with peewee.__exception_wrapper__:
-            self.cursor().execute("BEGIN; SET LOCAL synchronous_commit TO OFF")
+        # sent with the transaction's first statement (`_send_begin`): a worker's
+        # transaction then costs no round trip of its own to start. The connection is
+        # opened now, before peewee records the transaction (opening one resets it).
+        if self.is_closed():
+            self.connect()
+        _thread_policy.begin_pending = True
         return None
+
+    def _send_begin(self, first: str = "") -> bool:
+        """Send this thread's pending BEGIN (see `_begin`), with `first` (a statement
+        without parameters) in the same message; False when none was pending."""
+        if not getattr(_thread_policy, "begin_pending", False):
+            return False
+        _thread_policy.begin_pending = False
+        sql = ASYNC_BEGIN + (f"; {first}" if first else "")
+        try:  # no parameters: the simple query protocol, several statements a message
+            with peewee.__exception_wrapper__:
+                self.cursor().execute(sql)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if not self._drop_dead_connection():
+                raise
+            raise self._lost() from exc  # nothing was started: the caller runs it again
+        return True
+
+    def execute_first(self, sql: str) -> None:
+        """Run `sql` (no parameters), in the same message as the transaction's BEGIN
+        when that is still to be sent."""
+        if not self._send_begin(sql):
+            self.execute_sql(sql)
 
     def execute_and_commit(self, sql: str, params: Any) -> tuple[list[str], list[tuple]]:
         """Run the transaction's last statement and its COMMIT in one message (the
@@ -214,6 +242,7 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
         atomic block's own COMMIT is then skipped (see `commit`)."""
         import psycopg  # PostgreSQL only
 
+        self._send_begin()
         if self._state.closed:
             raise self._lost()
         try:
@@ -233,6 +262,9 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
         return names, rows
 
     def commit(self) -> None:
+        if getattr(_thread_policy, "begin_pending", False):
+            _thread_policy.begin_pending = False  # nothing was sent: nothing to commit
+            return None
         if getattr(_thread_policy, "committed", False):
             _thread_policy.committed = False  # execute_and_commit sent it
             return None
@@ -248,6 +280,9 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
             ) from exc
 
     def rollback(self) -> None:
+        if getattr(_thread_policy, "begin_pending", False):
+            _thread_policy.begin_pending = False  # nothing was sent: nothing to undo
+            return None
         if getattr(_thread_policy, "committed", False):
             _thread_policy.committed = False  # committed already: nothing to roll back
             return None

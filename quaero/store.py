@@ -217,8 +217,12 @@ class Store:
         needs nothing: BEGIN IMMEDIATE already serialises writers."""
         if self.is_postgres:
             fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-            key = root_id % 2_147_483_647  # an int4; a collision only makes one wait
-            self.db.execute_sql(f"SELECT {fn}({TREE_GUARD}, {self.db.param})", (key,))
+            key = int(root_id) % 2_147_483_647  # an int4; a collision only makes one wait
+            guard = f"SELECT {fn}({TREE_GUARD}, {key})"
+            if hasattr(self.db, "execute_first"):  # with the BEGIN, when still to be sent
+                self.db.execute_first(guard)
+            else:
+                self.db.execute_sql(guard)
 
     def lock(self, ids: Iterable[int], descending: bool = False) -> None:
         """PostgreSQL: row-lock jobs in ascending id order before changing any of them

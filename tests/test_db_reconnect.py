@@ -75,6 +75,28 @@ def test_transaction_that_lost_its_connection_is_void_and_retried(db, own_pg):
     assert db.execute_sql("SELECT n FROM t ORDER BY n").fetchall() == [(3,), (4,)]
 
 
+def test_a_worker_transaction_whose_idle_connection_died_runs_again(db, own_pg):
+    """A worker's transaction sends its BEGIN with its first statement; if the thread's
+    idle connection died meanwhile, nothing was started and the transaction runs again
+    on a fresh connection."""
+    db.execute_sql("CREATE TABLE t (n INTEGER)")
+    store = Store(db, queue=None, config=make_config(own_pg.folder))
+    guard = "SELECT pg_advisory_xact_lock_shared(1, 2)"
+    calls = []
+
+    def write():
+        calls.append(1)
+        db.execute_first(guard)  # with the BEGIN, as a finish's tree guard
+        db.execute_sql("INSERT INTO t VALUES (5)")
+
+    store.transaction(write, durable=False)  # opens this thread's connection
+    own_pg.terminate_backends()
+    time.sleep(0.1)
+    store.transaction(write, durable=False)
+    assert len(calls) == 3  # the second ran twice: its BEGIN found the connection dead
+    assert db.execute_sql("SELECT n FROM t").fetchall() == [(5,), (5,)]
+
+
 def test_connection_lost_at_commit_is_not_called_retryable(db, own_pg, monkeypatch):
     db.execute_sql("SELECT 1")
     original = peewee.PostgresqlDatabase.commit

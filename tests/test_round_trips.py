@@ -1,0 +1,43 @@
+"""PostgreSQL round trips of the workers' hot path: each costs the worker and the server
+CPU, and P6/P9 (many worker processes on 2 cores) are bound by that CPU."""
+
+import psycopg
+import pytest
+
+from quaero.models import ChildSpec, Job
+
+BACKENDS = ["postgresql"]
+
+W = "testhost:1:aaaaaa"
+
+
+@pytest.fixture
+def messages(monkeypatch) -> list[str]:
+    """Every query text sent by any psycopg cursor from now on."""
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counted(cursor, query, params=None, **kwargs):
+        sent.append(str(query))
+        return execute(cursor, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    monkeypatch.setattr(psycopg.ClientCursor, "execute", counted)
+    return sent
+
+
+def test_a_finish_sends_its_begin_with_the_trees_guard(manager, messages):
+    root = manager.claim(manager.create_root("fanout", {}).id, W)
+    (child_id,) = manager.spawn_children(root, [ChildSpec("noop", {})])
+    job = manager.claim(child_id, W)
+    messages.clear()
+    assert manager.complete(job, W, {"ok": True}, ([("info", "done", 1.0)], 1.0))
+    begins = [m for m in messages if m.startswith("BEGIN")]
+    assert len(begins) == 1 and "pg_advisory_xact_lock_shared" in begins[0], messages
+    assert len(messages) <= 4, messages  # BEGIN+guard, finish, logs, shift+totals+COMMIT
+    assert Job.get_by_id(job.id).status == "completed"
+
+
+def test_a_transaction_that_writes_nothing_sends_nothing(services, messages):
+    services.store.transaction(lambda: None, durable=False)
+    assert messages == []
