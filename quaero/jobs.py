@@ -328,8 +328,7 @@ class JobManager(TreeActions):
                 rows = cursor.fetchall()
             if not rows:
                 return None
-            job = Job(__no_default__=True)  # the row as it is: no 35 attribute sets
-            job.__data__.update(zip(names, rows[0], strict=True))
+            job = Job.from_row(names, rows[0])
             self.limits.check(job, now)  # over its type's limit: rolls the claim back
             return job
 

@@ -105,6 +105,20 @@ class Job(BaseModel):
     class Meta:
         table_name = "jobs"
 
+    @classmethod
+    def from_row(cls, names: list[str], row: tuple) -> Job:
+        """A job built from a row read as it is, in one step (peewee's per-column
+        conversions and attribute sets cost more than reading the row): columns of
+        `jobs` as its fields, any other (`summary_url`, ...) as an attribute."""
+        job = cls(__no_default__=True)
+        fields = cls._meta.fields
+        for name, value in zip(names, row, strict=True):
+            if name in fields:
+                job.__data__[name] = value
+            else:
+                job.__dict__[name] = value
+        return job
+
     @property
     def payload_data(self) -> dict[str, Any]:
         """The payload, decoded (cached on the instance)."""

@@ -119,21 +119,10 @@ def list_jobs(f: JobFilter, total: int | None = None) -> tuple[list[Job], int]:
 
 
 def jobs_of(query: peewee.Select) -> list[Job]:
-    """The jobs a select of columns of `jobs` reads, each built from its row in one step
-    (as JobManager.claim does; peewee's per-column conversions and attribute sets took
-    longer than the query): its fields as read, other columns (`summary_url`, ...) as
-    attributes."""
+    """The jobs a select of columns of `jobs` reads (`Job.from_row`)."""
     cursor = Job._meta.database.execute(query)
     names = [d[0] for d in cursor.description]
-    fields = [(i, name) for i, name in enumerate(names) if name in Job._meta.fields]
-    others = [(i, name) for i, name in enumerate(names) if name not in Job._meta.fields]
-    jobs = []
-    for row in cursor.fetchall():
-        job = Job(__no_default__=True)
-        job.__data__.update((name, row[i]) for i, name in fields)
-        job.__dict__.update((name, row[i]) for i, name in others)
-        jobs.append(job)
-    return jobs
+    return [Job.from_row(names, row) for row in cursor.fetchall()]
 
 
 def known_roots_total(f: JobFilter, stats: dict) -> int | None:

@@ -138,38 +138,33 @@ class Store:
         return mine.outcome()
 
     def _write_all(self, batch: list[_Write]) -> None:
-        """Run the `fn`s of `batch` in one transaction (see `combined`)."""
+        """Run the `fn`s of `batch` in one transaction, each in a savepoint when there
+        are several (see `combined`), and give every one its outcome."""
+        stopped = RuntimeError("the writing thread stopped before this write")
+        outcomes: list[tuple[Any, BaseException | None]] = [(None, stopped)] * len(batch)
         try:
-            self._write_batch(batch)
-        finally:  # whatever stopped this thread, no caller waits for an outcome forever
-            for write in batch:
-                if not write.done:
-                    write.error = RuntimeError("the writing thread stopped before this write")
-                    write.done = True
-
-    def _write_batch(self, batch: list[_Write]) -> None:
-        if len(batch) == 1:
-            batch[0].run(lambda: self.transaction(batch[0].fn, durable=False))
-            return
-
-        def each() -> list[tuple[Any, BaseException | None]]:
-            outcomes: list[tuple[Any, BaseException | None]] = []
-            for write in batch:
-                try:
-                    with self.db.atomic():  # a savepoint
-                        outcomes.append((write.fn(), None))
-                except peewee.OperationalError:  # the transaction's own: retry them all
-                    raise
-                except Exception as exc:
-                    outcomes.append((None, exc))
-            return outcomes
-
-        try:
-            outcomes = self.transaction(each, durable=False)
+            if len(batch) == 1:
+                outcomes = [(self.transaction(batch[0].fn, durable=False), None)]
+            else:
+                fns = [write.fn for write in batch]
+                outcomes = self.transaction(
+                    lambda: [self._savepoint(fn) for fn in fns], durable=False
+                )
         except Exception as exc:
             outcomes = [(None, exc)] * len(batch)
-        for write, (result, error) in zip(batch, outcomes, strict=True):
-            write.result, write.error, write.done = result, error, True
+        finally:  # whatever stopped this thread, no caller waits for an outcome forever
+            for write, (result, error) in zip(batch, outcomes, strict=True):
+                write.result, write.error, write.done = result, error, True
+
+    def _savepoint(self, fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+        """`fn`'s result, or its exception with its writes rolled back alone."""
+        try:
+            with self.db.atomic():  # a savepoint
+                return fn(), None
+        except peewee.OperationalError:  # the transaction's own: retry them all
+            raise
+        except Exception as exc:
+            return None, exc
 
     def _write_failed(self, exc: Exception) -> None:
         self.write_error = f"{type(exc).__name__}: {exc}"
@@ -218,11 +213,8 @@ class Store:
         if self.is_postgres:
             fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
             key = int(root_id) % 2_147_483_647  # an int4; a collision only makes one wait
-            guard = f"SELECT {fn}({TREE_GUARD}, {key})"
-            if hasattr(self.db, "execute_first"):  # with the BEGIN, when still to be sent
-                self.db.execute_first(guard)
-            else:
-                self.db.execute_sql(guard)
+            # with the transaction's BEGIN when that is still to be sent (quaero.db)
+            self.db.execute_first(f"SELECT {fn}({TREE_GUARD}, {key})")
 
     def lock(self, ids: Iterable[int], descending: bool = False) -> None:
         """PostgreSQL: row-lock jobs in ascending id order before changing any of them
@@ -369,13 +361,6 @@ class _Write:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
-
-    def run(self, write: Callable[[], Any]) -> None:
-        try:
-            self.result = write()
-        except Exception as exc:
-            self.error = exc
-        self.done = True
 
     def outcome(self) -> Any:
         if self.error is not None:
