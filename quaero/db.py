@@ -144,6 +144,12 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
 
     reconnect_wait = 0.0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # this database's own per-thread transaction state (see `_begin`): a BEGIN
+        # pending here is never sent on another database's connection by that thread
+        self._txn = threading.local()
+
     def connect(self, reuse_if_open: bool = False) -> bool:
         wait = 0.0 if getattr(_thread_policy, "fail_fast", False) else self.reconnect_wait
         started = time.monotonic()
@@ -210,15 +216,15 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
         # opened now, before peewee records the transaction (opening one resets it).
         if self.is_closed():
             self.connect()
-        _thread_policy.begin_pending = True
+        self._txn.begin_pending = True
         return None
 
     def _send_begin(self, first: str = "") -> bool:
         """Send this thread's pending BEGIN (see `_begin`), with `first` (a statement
         without parameters) in the same message; False when none was pending."""
-        if not getattr(_thread_policy, "begin_pending", False):
+        if not getattr(self._txn, "begin_pending", False):
             return False
-        _thread_policy.begin_pending = False
+        self._txn.begin_pending = False
         sql = ASYNC_BEGIN + (f"; {first}" if first else "")
         try:  # no parameters: the simple query protocol, several statements a message
             with peewee.__exception_wrapper__:
@@ -258,15 +264,15 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
             raise CommitOutcomeUnknown(
                 "database connection lost during COMMIT; the transaction may have been written"
             ) from exc
-        _thread_policy.committed = True
+        self._txn.committed = True
         return names, rows
 
     def commit(self) -> None:
-        if getattr(_thread_policy, "begin_pending", False):
-            _thread_policy.begin_pending = False  # nothing was sent: nothing to commit
+        if getattr(self._txn, "begin_pending", False):
+            self._txn.begin_pending = False  # nothing was sent: nothing to commit
             return None
-        if getattr(_thread_policy, "committed", False):
-            _thread_policy.committed = False  # execute_and_commit sent it
+        if getattr(self._txn, "committed", False):
+            self._txn.committed = False  # execute_and_commit sent it
             return None
         if self._state.closed:
             raise self._lost()
@@ -280,11 +286,11 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
             ) from exc
 
     def rollback(self) -> None:
-        if getattr(_thread_policy, "begin_pending", False):
-            _thread_policy.begin_pending = False  # nothing was sent: nothing to undo
+        if getattr(self._txn, "begin_pending", False):
+            self._txn.begin_pending = False  # nothing was sent: nothing to undo
             return None
-        if getattr(_thread_policy, "committed", False):
-            _thread_policy.committed = False  # committed already: nothing to roll back
+        if getattr(self._txn, "committed", False):
+            self._txn.committed = False  # committed already: nothing to roll back
             return None
         if self._state.closed:
             return None  # the server rolled the transaction back when the connection died

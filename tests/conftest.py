@@ -13,7 +13,7 @@ from hypothesis import settings
 
 from quaero.config import Config
 from quaero.services import Services, build_services
-from tests.helpers import make_config, scale_out_backend
+from tests.helpers import make_config, scale_out_backend, stop_worker, wait_for_worker_threads
 
 # `make test-fast` (--hypothesis-profile=fast): fewer examples for the edit-test loop;
 # `make test` runs hypothesis's default of 100.
@@ -35,6 +35,13 @@ def backend(request) -> Iterator[dict]:
     else:
         with scale_out_backend() as overrides:
             yield overrides
+
+
+@pytest.fixture(autouse=True)
+def no_worker_outlives_its_test():
+    """Every test ends with no worker thread left (see `wait_for_worker_threads`)."""
+    yield
+    wait_for_worker_threads()
 
 
 @pytest.fixture
@@ -68,8 +75,7 @@ def worker(services: Services):
     service = WorkerService(services)
     service.start()
     yield service
-    service.consumer.stop(graceful=True)
-    service.stop()
+    stop_worker(service)
     for sig, handler in previous.items():
         signal.signal(sig, handler)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,12 +74,67 @@ def scale_out_backend() -> Iterator[dict]:
             "queue": {"backend": "redis", "url": REDIS_URL, "name": name},
         }
     finally:
-        admin.execute(f"DROP SCHEMA {name} CASCADE")
-        admin.close()
+        try:
+            _drop_schema(admin, name)
+        finally:
+            admin.close()
         keys = client.keys(f"huey.*.{name}*")
         if keys:
             client.delete(*keys)
         client.close()
+
+
+#: Threads of a worker run in the test process: quaero's own, Huey's, a timed-out job's.
+WORKER_THREAD_NAMES = re.compile(
+    r"quaero-(heartbeat|maintenance|schedules)$|Worker-\d+$|Scheduler$|job-\d+$"
+)
+
+
+def stop_worker(service) -> None:
+    """Stop an in-process `WorkerService` as its process would, then wait for its
+    threads to end (see `wait_for_worker_threads`)."""
+    service.consumer.stop(graceful=True)
+    service.stop()
+    wait_for_worker_threads()
+
+
+def wait_for_worker_threads(timeout: float = 30.0) -> None:
+    """Wait until no worker thread is left in this process, or fail the test.
+
+    A job thread that outlives its test would go on in the next test's database: the
+    models' proxy points there by then. (A job handed back at stop sees itself
+    cancelled at its next check, so its thread ends soon after.)"""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if WORKER_THREAD_NAMES.match(thread.name):
+            thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threading.enumerate() if WORKER_THREAD_NAMES.match(t.name)]
+    if left:
+        pytest.fail(f"worker threads still running {timeout:g}s after their test: {left}")
+
+
+def _drop_schema(admin, name: str) -> None:
+    """Drop a test's schema; a session still holding a lock there (a leak: a connection
+    left in a transaction) fails the test, named, instead of hanging the suite."""
+    import psycopg
+
+    admin.execute("SET lock_timeout = '10s'")
+    try:
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+        return
+    except psycopg.errors.LockNotAvailable:
+        blockers = admin.execute(
+            "SELECT DISTINCT a.pid, a.state, left(a.query, 200) FROM pg_locks l "
+            "JOIN pg_class c ON c.oid = l.relation "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE n.nspname = %s AND l.pid <> pg_backend_pid()",
+            (name,),
+        ).fetchall()
+    for pid, _, _ in blockers:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.execute(f"DROP SCHEMA {name} CASCADE")
+    pytest.fail(f"sessions still held locks in schema {name} after the test: {blockers}")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):

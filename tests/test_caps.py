@@ -8,7 +8,7 @@ from quaero import queries
 from quaero.models import Job
 from quaero.services import build_services
 from quaero.web import create_app
-from tests.helpers import make_config, wait_for
+from tests.helpers import make_config, stop_worker, wait_for
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_a_job_gets_at_most_max_children(capped):
             lambda: (j := Job.get_by_id(root.id)).status == "completed" and j, timeout=30
         )
     finally:
-        worker.stop()
+        stop_worker(worker)
     assert Job.select().where(Job.parent_id == root.id).count() == 20
     assert done.counts["total"] == 20
     cut = [
@@ -96,5 +96,5 @@ def test_a_tree_holds_at_most_max_tree_size_jobs(capped):
         )
         wait_for(lambda: Job.get_by_id(root.id).status == "completed", timeout=30)
     finally:
-        worker.stop()
+        stop_worker(worker)
     assert Job.select().where(Job.root_id == root.id).count() == 30

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from quaero import config as config_mod
 from quaero import queries
 from quaero.executors.base import ChildSpec, Executor, PermanentError, register
 from quaero.models import FINAL_STATUSES, Job, JobLog
-from tests.helpers import make_config, wait_for
+from tests.helpers import make_config, stop_worker, wait_for
 
 BACKENDS = ["sqlite", "postgresql"]  # the same tests on both stores
 pytestmark = pytest.mark.e2e  # a real consumer runs every job: ~40 s of the fast loop
@@ -97,7 +98,8 @@ def test_timeout_fails_the_attempt_and_frees_the_worker(tmp_path):
         assert slow.status == "failed" and slow.attempts == 2
         assert slow.error == "TimeoutError: timed out after 0.5s"
     finally:
-        service.consumer.stop(graceful=True)
+        stop_worker(service)
+        services.close()
         service.stop()
         services.close()
 
@@ -162,7 +164,10 @@ def test_pause_holds_pending_jobs_and_resume_releases_them(manager, worker):
     )
     wait_for(lambda: Job.get_by_id(root.id).n_completed >= 4, timeout=20)
     manager.set_paused(root.id, True)
-    held = wait_for(lambda: (job := Job.get_by_id(root.id)).counts["running"] == 0 and job)
+    wait_for(lambda: Job.get_by_id(root.id).counts["running"] == 0)
+    # read after: the row read above came before its count of running jobs, so jobs
+    # that finished between the two are in this one's n_completed, not in that one's
+    held = Job.get_by_id(root.id)
     time.sleep(0.6)  # a window in which nothing may start: a wait for no event
     still = Job.get_by_id(root.id)
     assert still.counts["running"] == 0 and still.counts["pending"] > 0
@@ -181,7 +186,10 @@ def test_rerun_makes_a_new_root_with_overrides(manager, worker):
     assert again.payload_data == {"seconds": 0, "steps": 2} and again.status == "completed"
 
 
-def test_retention_purges_old_finished_trees_only(manager, recovery, worker):
+def test_retention_purges_old_finished_trees_only(manager, recovery, worker, monkeypatch):
+    # the worker's own retention (at its start, then hourly) must not purge it first
+    keep = config_mod.replace(worker.config, jobs={"retention_days": 10_000})
+    monkeypatch.setattr(worker, "config", keep)
     old = manager.create_root("fanout", {"children": 3})
     recent = manager.create_root("noop", {})
     wait_for(lambda: finished(old.id) and finished(recent.id), timeout=20)

@@ -41,3 +41,24 @@ def test_a_finish_sends_its_begin_with_the_trees_guard(manager, messages):
 def test_a_transaction_that_writes_nothing_sends_nothing(services, messages):
     services.store.transaction(lambda: None, durable=False)
     assert messages == []
+
+
+def test_a_pending_begin_is_its_own_databases(services):
+    """A worker transaction's BEGIN waits for its first statement; a statement meanwhile
+    on another database object in that thread (a thread of a previous test's worker,
+    whose models now point at the next test's database) must not take it: that BEGIN
+    would leave the other connection idle in a transaction, holding its locks forever."""
+    from quaero import db as db_module
+
+    other = db_module.make_database(services.config.database.url, max_connections=1)
+    try:
+        db_module.asynchronous_commit(True)
+        try:
+            with services.db.atomic():  # its BEGIN waits for a statement of its own
+                other.execute_sql("SELECT 1")
+        finally:
+            db_module.asynchronous_commit(False)
+        status = other.connection().info.transaction_status
+        assert status == psycopg.pq.TransactionStatus.IDLE, status
+    finally:
+        other.close_all()
