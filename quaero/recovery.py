@@ -20,7 +20,7 @@ import peewee
 
 from quaero import clock, counts
 from quaero.jobs import JobManager
-from quaero.models import UNFINISHED, Job, JobLog, JobStatus, Worker
+from quaero.models import UNFINISHED, Job, JobLog, JobStatus, Worker, literal
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ class Recovery:
             return (
                 Job.update(lease_expires_at=expires)
                 .where(
-                    Job.id.in_(free), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id
+                    Job.id.in_(free),
+                    Job.status == literal(JobStatus.RUNNING),
+                    Job.worker_id == worker_id,
                 )
                 .execute()
             )
@@ -119,7 +121,9 @@ class Recovery:
 
     def release_worker_jobs(self, worker_id: str) -> int:
         """Hand back the jobs a stopping worker still holds: pending again, no lease."""
-        held = list(Job.select().where(Job.status == JobStatus.RUNNING, Job.worker_id == worker_id))
+        held = list(
+            Job.select().where(Job.status == literal(JobStatus.RUNNING), Job.worker_id == worker_id)
+        )
         return self._hand_back(held, worker_id, "worker stopped; the job runs again")
 
     def hand_back(self, job: Job, worker_id: str) -> bool:
@@ -166,7 +170,7 @@ class Recovery:
             w
             for (w,) in Job.select(Job.worker_id)
             .where(
-                Job.status == JobStatus.RUNNING,
+                Job.status == literal(JobStatus.RUNNING),
                 Job.worker_id.is_null(False),
                 Job.lease_expires_at > 0,
             )
@@ -191,7 +195,7 @@ class Recovery:
             return 0
 
         def update() -> int:
-            of_dead = (Job.status == JobStatus.RUNNING) & Job.worker_id.in_(dead)
+            of_dead = (Job.status == literal(JobStatus.RUNNING)) & Job.worker_id.in_(dead)
             self.store.lock(job_id for (job_id,) in Job.select(Job.id).where(of_dead).tuples())
             Worker.update(executing=None).where(Worker.id.in_(dead)).execute()
             return Job.update(lease_expires_at=0).where(of_dead).execute()
@@ -211,7 +215,7 @@ class Recovery:
         now = self.store.now()
         expired = list(
             Job.select()
-            .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+            .where(Job.status == literal(JobStatus.RUNNING), Job.lease_expires_at < now)
             .order_by(Job.lease_expires_at)
             .limit(limit)
         )
@@ -288,7 +292,7 @@ class Recovery:
         now = self.store.now()
         cutoff = now - grace
         head = self.queue.head()  # read first: a job enqueued after this is younger
-        pending = (Job.status == JobStatus.PENDING) & (Job.paused == False)  # noqa: E712
+        pending = (Job.status == literal(JobStatus.PENDING)) & (Job.paused == False)  # noqa: E712
         if head is None:  # an empty queue: every pending job older than grace
             matches = [pending & (Job.updated_at < cutoff)]
             due_by = cutoff

@@ -24,7 +24,7 @@ from quaero import clock, statements, totals
 from quaero import db as db_module
 from quaero.config import Config
 from quaero.db import dialect
-from quaero.models import LOG_LEVELS, TREE_STATE_TABLES, Job, JobStatus
+from quaero.models import LOG_LEVELS, TREE_STATE_TABLES, Job, JobStatus, literal
 from quaero.queue import JobQueue
 
 logger = logging.getLogger(__name__)
@@ -307,7 +307,11 @@ class Store:
         that died in between leaves one (the reaper calls this). Returns how many."""
         stranded = list(
             Job.select(Job.id, Job.root_id)
-            .where(Job.status == JobStatus.RUNNING, Job.outcome.is_null(False), Job.n_open == 0)
+            .where(
+                Job.status == literal(JobStatus.RUNNING),
+                Job.outcome.is_null(False),
+                Job.n_open == 0,
+            )
             .tuples()
         )
         for job_id, root_id in stranded:
