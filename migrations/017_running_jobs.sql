@@ -3,8 +3,8 @@
 -- over every job ever stored, for readers that only ever ask for running jobs (a type's
 -- running count, a tree's running jobs). One partial index over the running jobs serves
 -- them; pending and finished jobs are counted by the counters (quaero/counts.py and the
--- n_* columns). Queries spell out status = 'running' (quaero.models.literal): a partial
--- index serves only a WHERE clause that states its condition.
+-- n_* columns). Queries send status = 'running' as SQL text (quaero.models.literal), so
+-- that PostgreSQL's generic plans can use the partial indexes too.
 DROP INDEX jobs_status;
 DROP INDEX jobs_root_status;
 CREATE INDEX jobs_running ON jobs (root_id, type) WHERE status = 'running';

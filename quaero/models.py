@@ -36,9 +36,10 @@ FINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def literal(status: str) -> peewee.SQL:
-    """A status as SQL text ('running'), not a bound parameter: a partial index (WHERE
-    status = 'running', migrations/017) serves only a query that states its condition,
-    on SQLite and in PostgreSQL's generic plans."""
+    """A status as SQL text ('running'), not a bound parameter, for the partial indexes
+    on a status (migrations/017): PostgreSQL's generic plan of a prepared statement
+    (psycopg prepares one run 5 times) cannot use them for `status = $1`; SQLite plans
+    with the bound value either way."""
     if status not in STATUSES:
         raise ValueError(f"not a job status: {status!r}")
     return peewee.SQL(f"'{status}'")

@@ -100,9 +100,7 @@ class Recovery:
             return (
                 Job.update(lease_expires_at=expires)
                 .where(
-                    Job.id.in_(free),
-                    Job.status == literal(JobStatus.RUNNING),
-                    Job.worker_id == worker_id,
+                    Job.id.in_(free), Job.status == JobStatus.RUNNING, Job.worker_id == worker_id
                 )
                 .execute()
             )

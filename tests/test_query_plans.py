@@ -1,8 +1,7 @@
 """The queries that run however many jobs are stored (the maintenance rounds, a
 worker's status, a tree's running count) read an index, never the whole jobs table:
 with a million jobs stored a table scan costs a second. SQLite's plans, checked with
-EXPLAIN QUERY PLAN on the statements as sent (their parameters included: a partial
-index serves a query only when its SQL states the index's condition)."""
+EXPLAIN QUERY PLAN on the statements as sent, with their parameters."""
 
 import re
 

@@ -100,8 +100,6 @@ def test_timeout_fails_the_attempt_and_frees_the_worker(tmp_path):
     finally:
         stop_worker(service)
         services.close()
-        service.stop()
-        services.close()
 
 
 def test_cancel_of_a_1000_job_tree_starts_no_child_afterwards(manager, worker):
