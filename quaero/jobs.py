@@ -232,8 +232,12 @@ class JobManager(TreeActions):
             created: dict[str, int] = {}  # by type, for the counts ledger
             for start in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[start : start + INSERT_CHUNK]
-                sql = statements.insert_children(len(chunk), self.db.param)
-                params = [value for row in chunk for value in row]
+                if self.store.is_postgres:  # a column an array: a short statement
+                    sql = statements.INSERT_CHILDREN_FROM_ARRAYS
+                    params = [list(column) for column in zip(*chunk, strict=True)]
+                else:
+                    sql = statements.insert_children(len(chunk), self.db.param)
+                    params = [value for row in chunk for value in row]
                 for job_id, priority, type_ in self.db.execute_sql(sql, params).fetchall():
                     ids.append((job_id, priority))
                     created[type_] = created.get(type_, 0) + 1
@@ -280,10 +284,15 @@ class JobManager(TreeActions):
         known: set[str] = set()
         for start in range(0, len(keys), INSERT_CHUNK):
             chunk = keys[start : start + INSERT_CHUNK]
-            query = Job.select(Job.dedup_key).where(
-                Job.root_id == root_id, Job.dedup_key.in_(chunk)
-            )
-            known.update(key for (key,) in query.tuples())
+            if self.store.is_postgres:  # the keys an array: a short statement
+                found = self.db.execute_sql(statements.KNOWN_KEYS_FROM_ARRAY, (root_id, chunk))
+            else:
+                found = (
+                    Job.select(Job.dedup_key)
+                    .where(Job.root_id == root_id, Job.dedup_key.in_(chunk))
+                    .tuples()
+                )
+            known.update(key for (key,) in found)
         kept = []
         for spec in specs:
             if spec.dedup_key is not None:

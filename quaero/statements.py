@@ -82,6 +82,20 @@ def render(statement: str, dialect: str) -> str:
     return statement
 
 
+#: PostgreSQL's insert of children: one array per column of CHILD_COLUMNS, whatever the
+#: number of rows, so the statement's text stays short (psycopg converts a long one in
+#: Python on every call, and PostgreSQL parses it again).
+INSERT_CHILDREN_FROM_ARRAYS = (
+    f"INSERT INTO jobs ({', '.join(CHILD_COLUMNS)}, status)"
+    " SELECT *, 'pending' FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::int[],"
+    " %s::text[], %s::text[], %s::boolean[], %s::text[], %s::text[], %s::int[], %s::int[],"
+    " %s::double precision[], %s::double precision[])"
+    " ON CONFLICT DO NOTHING RETURNING id, priority, type"
+)
+#: PostgreSQL: which of an array of dedup keys a tree already has.
+KNOWN_KEYS_FROM_ARRAY = "SELECT dedup_key FROM jobs WHERE root_id = %s AND dedup_key = ANY(%s)"
+
+
 def insert_children(rows: int, param: str) -> str:
     """An INSERT of `rows` pending children; values row after row in CHILD_COLUMNS order.
 

@@ -47,6 +47,13 @@ RETRYABLE_DB_ERRORS = (
     "could not serialize",
     "connection lost before commit",  # quaero.db.ConnectionLost: nothing was written
 )
+#: What `Store.warm_up` reads: the tables of the hot path, by a column no row leaves NULL.
+WARM_TABLES = (
+    ("jobs", "id"),
+    ("job_logs", "job_id"),
+    ("job_totals", "type"),
+    ("job_counts", "type"),
+)
 #: One log line: job id, level, message, time.
 LogLine = tuple[int, str, str, float]
 
@@ -78,6 +85,14 @@ class Store:
         self.enqueue_failed_at = -1e9
         #: why the last write transaction failed; None once one succeeds (see /healthz)
         self.write_error: str | None = None
+
+    def warm_up(self) -> None:
+        """Open this thread's connection and read each table a job's claim and finish
+        write, so that a worker thread's first job pays for neither (on PostgreSQL a
+        new server process, and the catalog caches of those tables and their indexes).
+        """
+        for table, column in WARM_TABLES:
+            self.db.execute_sql(f"SELECT 1 FROM {table} WHERE {column} IS NULL LIMIT 1")
 
     def now(self) -> float:
         """The database's time now, epoch seconds (see quaero.clock)."""

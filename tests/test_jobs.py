@@ -182,6 +182,40 @@ def test_spawn_deduplicates_within_a_tree_only(manager):
     assert reload(a).counts["total"] == 2
 
 
+def test_a_spawn_past_one_insert_chunk_keeps_order_fields_and_known_keys(manager, services):
+    """Over INSERT_CHUNK children (PostgreSQL inserts a column an array, SQLite a row
+    of values): every field arrives, ids and queue order follow the specs, and keys
+    the tree has, or that repeat, are skipped."""
+    root = manager.claim(manager.create_root("noop", {}, priority=2).id, W)
+    manager.spawn_children(root, [ChildSpec("noop", {}, dedup_key="k7")])
+    specs = [
+        ChildSpec("sleep", {"i": i, "s": "é'\\"}, name=f"c{i}", dedup_key=f"k{i % 1100}")
+        for i in range(1200)
+    ]
+    specs.append(ChildSpec("noop", {"last": True}, priority=9, max_attempts=7))
+    ids = manager.spawn_children(root, specs)
+    assert len(ids) == 1100 and ids == sorted(ids)  # k7 known, k0..k99 repeated
+    rows = list(Job.select().where(Job.id.in_(ids)).order_by(Job.id))
+    assert [r.dedup_key for r in rows[:3]] == ["k0", "k1", "k2"] and rows[7].dedup_key == "k8"
+    first, last = rows[0], rows[-1]
+    assert (first.type, first.name, first.payload_data) == ("sleep", "c0", {"i": 0, "s": "é'\\"})
+    assert (first.parent_id, first.root_id, first.depth, first.path) == (
+        root.id,
+        root.id,
+        1,
+        f"/{root.id}/",
+    )
+    assert (first.priority, first.max_attempts, first.status, first.paused) == (
+        2,
+        3,
+        "pending",
+        False,
+    )
+    assert (last.dedup_key, last.priority, last.max_attempts) == (None, 9, 7)
+    assert reload(root).counts["pending"] == 1101
+    assert services.queue.queued_job_ids() >= set(ids)
+
+
 def test_root_limit_caps_the_tree(manager):
     root = manager.claim(manager.create_root("noop", {}).id, W)
     assert len(spawn(manager, root, 3, root_limit=5)) == 3

@@ -11,7 +11,7 @@ import pytest
 
 from quaero.queue import BulkSqliteStorage, JobQueue, NoRevokeMixin
 from quaero.worker import WakeableWorker
-from tests.helpers import make_config
+from tests.helpers import make_config, scale_out_backend
 
 
 @pytest.fixture
@@ -59,6 +59,26 @@ def test_enqueue_many_is_one_transaction_with_priorities(queue):
     order = drain(queue)
     priorities = [job_id % 3 for job_id in order]
     assert priorities == sorted(priorities, reverse=True) and sorted(order) == list(range(1, 31))
+
+
+def test_redis_bulk_enqueue_is_one_command_in_priority_then_arrival_order(tmp_path):
+    with scale_out_backend() as backend:
+        q = JobQueue(make_config(tmp_path, queue=backend["queue"]))
+        try:
+            sent = []
+            conn = q.huey.storage.conn
+            original = conn.execute_command
+            conn.execute_command = lambda *args, **kw: sent.append(args[0]) or original(*args, **kw)
+            q.enqueue([(job_id, job_id % 3) for job_id in range(1, 301)])
+            conn.execute_command = original
+            assert sent == ["ZADD"] and q.depth() == 300
+            q.enqueue([(1000, 1)])  # later, in the middle priority
+            order = drain(q)
+        finally:
+            q.close()
+    by_priority = [[j for j in order if j % 3 == p or j == 1000 and p == 1] for p in (2, 1, 0)]
+    assert order == by_priority[0] + by_priority[1] + by_priority[2]
+    assert all(ids == sorted(ids) for ids in by_priority) and by_priority[1][-1] == 1000
 
 
 class FakeStorage:
