@@ -92,8 +92,14 @@ INSERT_CHILDREN_FROM_ARRAYS = (
     " %s::double precision[], %s::double precision[])"
     " ON CONFLICT DO NOTHING RETURNING id, priority, type"
 )
-#: PostgreSQL: which of an array of dedup keys a tree already has.
+#: PostgreSQL: which of an array of dedup keys a tree already has (see `known_keys`).
 KNOWN_KEYS_FROM_ARRAY = "SELECT dedup_key FROM jobs WHERE root_id = %s AND dedup_key = ANY(%s)"
+
+
+def known_keys(keys: int, param: str) -> str:
+    """Which of `keys` dedup keys (parameters after the root id) a tree already has."""
+    marks = ", ".join([param] * keys)
+    return f"SELECT dedup_key FROM jobs WHERE root_id = {param} AND dedup_key IN ({marks})"
 
 
 def insert_children(rows: int, param: str) -> str:

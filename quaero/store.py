@@ -136,9 +136,11 @@ class Store:
     def combined(self, fn: Callable[[], T]) -> T:
         """`transaction(fn, durable=False)`, where on SQLite a thread that waits for the
         one writer hands `fn` to it: whoever takes the write lock runs every waiting
-        `fn` in its own transaction, each in a savepoint (one that raises is rolled back
-        alone and its exception goes to its caller), and commits once for all of them.
-        For the workers' hot path, whose `fn`s read no thread's state but the database's.
+        `fn` in its own transaction and commits once for all of them. If one raises,
+        that transaction is rolled back and they run again, each in a savepoint: the
+        one that raises is rolled back alone and its exception goes to its caller.
+        For the workers' hot path, whose `fn`s read no thread's state but the database's
+        (so running one twice is safe, as a retried transaction does).
         """
         if self.is_postgres:
             return self.transaction(fn, durable=False)
@@ -153,8 +155,8 @@ class Store:
         return mine.outcome()
 
     def _write_all(self, batch: list[_Write]) -> None:
-        """Run the `fn`s of `batch` in one transaction, each in a savepoint when there
-        are several (see `combined`), and give every one its outcome."""
+        """Run the `fn`s of `batch` in one transaction (see `combined`) and give every
+        one its outcome."""
         stopped = RuntimeError("the writing thread stopped before this write")
         outcomes: list[tuple[Any, BaseException | None]] = [(None, stopped)] * len(batch)
         try:
@@ -162,9 +164,14 @@ class Store:
                 outcomes = [(self.transaction(batch[0].fn, durable=False), None)]
             else:
                 fns = [write.fn for write in batch]
-                outcomes = self.transaction(
-                    lambda: [self._savepoint(fn) for fn in fns], durable=False
-                )
+                try:  # a savepoint each costs more than the rare second run
+                    outcomes = self.transaction(lambda: [(fn(), None) for fn in fns], durable=False)
+                except peewee.OperationalError:  # the transaction's own, retried already
+                    raise
+                except Exception:  # one of them raised: all rolled back; again, apart
+                    outcomes = self.transaction(
+                        lambda: [self._savepoint(fn) for fn in fns], durable=False
+                    )
         except Exception as exc:
             outcomes = [(None, exc)] * len(batch)
         finally:  # whatever stopped this thread, no caller waits for an outcome forever

@@ -12,8 +12,8 @@ one another's row; rows are upserted in key order, so they never deadlock.
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
-from collections import Counter
 from collections.abc import Iterable
 
 import peewee
@@ -55,20 +55,28 @@ def upsert(
 ) -> tuple[str, list] | None:
     """The statement (SQL, positional parameters) that `record_finished` runs; None
     when there is nothing to add."""
-    jobs: Counter[tuple[str, str, str]] = Counter()
-    seconds: Counter[tuple[str, str, str]] = Counter()
+    rows: dict[tuple[str, str, str], list] = {}  # key -> [jobs, seconds]
     for type_, status, started_at, finished_at in finishes:
         ran = None if started_at is None else max(0.0, finished_at - started_at)
         key = (type_, status, bucket_of(ran))
-        jobs[key] += 1
-        seconds[key] += ran or 0.0
-    if not jobs:
+        row = rows.get(key)
+        if row is None:
+            rows[key] = [1, ran or 0.0]
+        else:
+            row[0] += 1
+            row[1] += ran or 0.0
+    if not rows:
         return None
     shard = threading.get_native_id() % SHARDS
-    p = db.param
-    values = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p})"] * len(jobs))
-    params = [v for key, n in sorted(jobs.items()) for v in (*key, shard, n, seconds[key])]
-    return UPSERT_SQL.format(values=values), params
+    params = [v for key, (n, sec) in sorted(rows.items()) for v in (*key, shard, n, sec)]
+    return upsert_sql(len(rows), db.param), params
+
+
+@functools.lru_cache(maxsize=64)
+def upsert_sql(rows: int, param: str) -> str:
+    """UPSERT_SQL for `rows` rows of values (one finish is one row: the hot path)."""
+    p = param
+    return UPSERT_SQL.format(values=", ".join([f"({p}, {p}, {p}, {p}, {p}, {p})"] * rows))
 
 
 def read_totals(db: peewee.Database) -> list[tuple[str, str, str, int, float]]:
