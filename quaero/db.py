@@ -34,6 +34,10 @@ SQLITE_PRAGMAS = {
     "busy_timeout": 30_000,  # ms: writers queue up instead of failing
     "synchronous": "normal",  # safe with WAL; a power cut may lose the last commits only
     "cache_size": -8_000,  # KiB per connection: each web thread has one (issue 13: RSS)
+    # pages (16 MiB): a commit copies the log into the database only past this backstop;
+    # a worker's checkpoint thread does it ten times a second (quaero.worker)
+    "wal_autocheckpoint": 4_000,
+    "journal_size_limit": 16 * 1024 * 1024,  # bytes: a log that grew past it shrinks back
     "foreign_keys": 0,
 }
 

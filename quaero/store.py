@@ -94,6 +94,18 @@ class Store:
         for table, column in WARM_TABLES:
             self.db.execute_sql(f"SELECT 1 FROM {table} WHERE {column} IS NULL LIMIT 1")
 
+    def checkpoint(self) -> tuple[int, int, int]:
+        """SQLite: copy the write-ahead log into the database; returns SQLite's (busy,
+        frames in the log, frames copied) of the last pass. The first pass runs beside
+        the writers (passive: it blocks no one, and SQLite runs it without the GIL);
+        the second copies what they appended meanwhile while this process's writers
+        wait, so that the log is copied whole and the next commit starts it over
+        (under steady writes, passes beside them alone would let it grow for good)."""
+        self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        with self._write_lock:
+            row = self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return tuple(row)
+
     def now(self) -> float:
         """The database's time now, epoch seconds (see quaero.clock)."""
         return self.clock.now()

@@ -234,6 +234,8 @@ PURGE_EVERY_SECONDS = 3600.0
 #: Seconds between orphan sweeps: one read of the queue's head and two indexed queries,
 #: the same cost with 10 or 1,000,000 messages queued (bench P10).
 ORPHAN_SWEEP_SECONDS = 5.0
+#: Seconds between a worker's SQLite checkpoints (see `WorkerService._checkpoint`).
+CHECKPOINT_SECONDS = 0.1
 #: After an enqueue or a claim failed, or the queue was away, sweep for orphans every
 #: reaper round this long.
 SWEEP_WINDOW = 15.0
@@ -402,6 +404,10 @@ class WorkerService:
             self._threads.append(
                 threading.Thread(target=self._schedule, name="quaero-schedules", daemon=True)
             )
+        if not self.services.store.is_postgres:
+            self._threads.append(
+                threading.Thread(target=self._checkpoint, name="quaero-checkpoint", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         logger.info(
@@ -463,6 +469,20 @@ class WorkerService:
                 # sent meanwhile, by this process or another, may be lost)
                 next_sweep = now + jobs.reaper_interval
                 _guard("orphan sweep", lambda: recovery.requeue_orphans(grace=1.0))
+
+    def _checkpoint(self) -> None:
+        """The SQLite checkpoint thread: copies the write-ahead log into the database
+        every CHECKPOINT_SECONDS beside the writers (a passive checkpoint never blocks
+        them, and SQLite runs it without the GIL), so that no job's commit stops to do
+        it. A commit still checkpoints past a backstop (quaero.db.SQLITE_PRAGMAS)."""
+        warned_at = -1e9
+        while not self._stop.wait(CHECKPOINT_SECONDS):
+            try:
+                self.services.store.checkpoint()
+            except Exception as exc:  # a full disk…: the commits' backstop still holds
+                if time.monotonic() - warned_at > 60:
+                    warned_at = time.monotonic()
+                    logger.warning("SQLite checkpoint failed, retrying: %s", exc)
 
     def _trouble_at(self) -> float:
         """When an enqueue or a claim last failed, or the queue was last found away."""

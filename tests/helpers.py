@@ -86,7 +86,7 @@ def scale_out_backend() -> Iterator[dict]:
 
 #: Threads of a worker run in the test process: quaero's own, Huey's, a timed-out job's.
 WORKER_THREAD_NAMES = re.compile(
-    r"quaero-(heartbeat|maintenance|schedules)$|Worker-\d+$|Scheduler$|job-\d+$"
+    r"quaero-(heartbeat|maintenance|schedules|checkpoint)$|Worker-\d+$|Scheduler$|job-\d+$"
 )
 
 
