@@ -245,26 +245,32 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
         if not self._send_begin(sql):
             self.execute_sql(sql)
 
-    def execute_and_commit(self, sql: str, params: Any) -> tuple[list[str], list[tuple]]:
-        """Run the transaction's last statement and its COMMIT in one message (the
-        simple query protocol, parameters bound client-side), so the rows it locks are
-        held for no client round trip; returns its column names and rows. The enclosing
-        atomic block's own COMMIT is then skipped (see `commit`)."""
-        import psycopg  # PostgreSQL only
-
+    def execute_and_commit(
+        self, statements: list[tuple[str, Any]]
+    ) -> tuple[list[str], list[tuple]]:
+        """Run the transaction's last statements, (sql, parameters) pairs, and its
+        COMMIT in one round trip (a psycopg pipeline), so the rows they lock are held
+        for no client round trip; returns the first one's column names and rows. Each
+        is a prepared statement once run a few times on a connection, so the server no
+        longer parses and plans it each time. The enclosing atomic block's own COMMIT
+        is then skipped (see `commit`)."""
         self._send_begin()
         if self._state.closed:
             raise self._lost()
         try:
             with peewee.__exception_wrapper__:
-                cursor = psycopg.ClientCursor(self.connection())
-                cursor.execute(f"{sql}; COMMIT", params)
-                description = cursor.description  # psycopg builds it anew on each read
+                conn = self.connection()
+                cursors = [conn.cursor() for _ in statements]
+                with conn.pipeline():
+                    for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                        cursor.execute(sql, params)
+                    conn.execute("COMMIT")
+                description = cursors[0].description  # psycopg builds it anew on each read
                 names = [d[0] for d in description or ()]
-                rows = cursor.fetchall() if description else []
+                rows = cursors[0].fetchall() if description else []
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if not self._drop_dead_connection():
-                raise  # the statement failed: nothing committed, the block rolls back
+                raise  # a statement failed: nothing committed, the block rolls back
             raise CommitOutcomeUnknown(
                 "database connection lost during COMMIT; the transaction may have been written"
             ) from exc

@@ -326,8 +326,8 @@ class JobManager(TreeActions):
             }
             if self.store.is_postgres and not self.config.types and completing is None:
                 # no type has a limit to check after it: the claim and its COMMIT go in
-                # one message
-                names, rows = self.db.execute_and_commit(self._claim_sql, params)
+                # one round trip
+                names, rows = self.db.execute_and_commit([(self._claim_sql, params)])
             else:
                 cursor = self.db.execute_sql(self._claim_sql, params)
                 names = [d[0] for d in cursor.description]

@@ -278,7 +278,7 @@ class Store:
         returns each changed job's new (n_open, outcome). On PostgreSQL the rows are
         locked deepest first (descending ids, see `guard_tree`); with `commit` the
         shift and `then` (a statement with positional parameters: the totals) are the
-        transaction's last statements, sent with its COMMIT in one message, so the
+        transaction's last statements, sent with its COMMIT in one round trip, so the
         ancestors' rows (the root's) are held for no client round trip."""
         ids = list(ids)
         deltas: dict[str, int] = {}
@@ -301,9 +301,7 @@ class Store:
         sql = f"UPDATE jobs SET {sets} WHERE {target} RETURNING id, n_open, outcome"
         params = [*deltas.values(), *ids]
         if commit and self.is_postgres:
-            if then is not None:
-                sql, params = f"{sql}; {then[0]}", [*params, *then[1]]
-            rows = self.db.execute_and_commit(sql, params)[1]
+            rows = self.db.execute_and_commit([(sql, params), *([then] if then else [])])[1]
         else:
             rows = self.db.execute_sql(sql, params).fetchall()
             if then is not None:
