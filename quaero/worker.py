@@ -273,9 +273,8 @@ FOLLOWER_WAIT_FACTOR = 20
 
 
 class WakeableWorker(Worker):
-    """A Huey worker whose idle wait ends early when this process enqueues a job, which
-    writes what its thread held back (`Runner.write_held`) before it waits, and which
-    warms its thread's database connection before its first job (`on_start`).
+    """A Huey worker whose idle wait ends early when this process enqueues a job, and
+    which writes what its thread held back (`Runner.write_held`) before it waits.
 
     Of the idle threads, one polls the queue every `poll_interval`; the others wait to
     be woken, so an idle process reads the queue a few times a second, not once per
@@ -284,17 +283,8 @@ class WakeableWorker(Worker):
 
     wakeup: threading.Condition | None = None
     on_idle: Callable[[], None] | None = None
-    on_start: Callable[[], None] | None = None
     #: per consumer: [the thread that polls now, or None]
     poller: list[Worker | None] | None = None
-
-    def initialize(self) -> None:
-        super().initialize()
-        if self.on_start is not None:
-            try:
-                self.on_start()
-            except Exception as exc:  # the first job connects instead
-                logger.warning("worker thread could not warm its connection: %s", exc)
 
     def sleep(self) -> None:
         if self.on_idle is not None:
@@ -337,12 +327,10 @@ class QuaeroConsumer(Consumer):
         huey,
         wakeup: threading.Condition | None = None,
         on_idle: Callable[[], None] | None = None,
-        on_start: Callable[[], None] | None = None,
         **options,
     ) -> None:
         self._wakeup = wakeup
         self._on_idle = on_idle
-        self._on_start = on_start
         self._poller: list[Worker | None] = [None]
         super().__init__(huey, **options)
 
@@ -350,7 +338,6 @@ class QuaeroConsumer(Consumer):
         worker = super()._create_worker()
         worker.wakeup = self._wakeup
         worker.on_idle = self._on_idle
-        worker.on_start = self._on_start
         worker.poller = self._poller
         return worker
 
@@ -368,6 +355,10 @@ class WorkerService:
         self.worker_id = new_worker_id()
         self.runner = Runner(services, self.worker_id)
         services.queue.runner = self.runner.run
+        # Huey runs its startup hooks in each worker thread before its first job: the
+        # thread opens and warms its database connection there (a failure is logged,
+        # and the first job connects instead)
+        services.queue.huey.on_startup("quaero-warm-up")(services.store.warm_up)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         jobs = self.config.jobs
@@ -377,7 +368,6 @@ class WorkerService:
             services.queue.huey,
             wakeup=services.queue.wakeup if q.worker_type == "thread" else None,
             on_idle=self.runner.write_held if q.worker_type == "thread" else None,
-            on_start=services.store.warm_up,
             workers=q.num_workers,
             worker_type=q.worker_type,
             periodic=False,

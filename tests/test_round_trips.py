@@ -94,3 +94,28 @@ def test_the_claim_and_the_finishs_last_statements_are_prepared(manager, service
     assert any("SET status = 'running'" in s for s in prepared), prepared  # the claim
     assert any("n_completed = n_completed +" in s for s in prepared), prepared  # the shift
     assert any("INSERT INTO job_totals" in s for s in prepared), prepared
+
+
+def test_each_worker_thread_warms_its_connection_before_its_first_job(services, monkeypatch):
+    """A new worker's first jobs do not pay for a new server process (P6's first wave)."""
+    import signal
+    import threading
+
+    from quaero.worker import WorkerService
+    from tests.helpers import stop_worker, wait_for
+
+    warmed: set[int] = set()
+    warm_up = services.store.warm_up
+    monkeypatch.setattr(
+        services.store, "warm_up", lambda: warm_up() or warmed.add(threading.get_ident())
+    )
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    service = WorkerService(services)
+    service.start()
+    try:
+        wait_for(lambda: len(warmed) == services.config.queue.num_workers, timeout=10)
+        assert Job.select().count() == 0  # before any job
+    finally:
+        stop_worker(service)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
